@@ -1,0 +1,31 @@
+"""Benchmark inputs: large RGBA PNG designs, generated once and kept under bench/out/."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from designflow.samples import make_artwork, png_bytes
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _make(args: tuple[Path, int, tuple[int, int]]) -> Path:
+    path, seed, size = args
+    if not path.exists():
+        # 0..0.7 of the rows textured: files of roughly 4 to 15 MB at 4500x5400.
+        data = png_bytes(make_artwork(seed, size, grain=(seed % 8) / 10))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.rename(path)
+    return path
+
+
+def large_designs(
+    count: int = 50, size: tuple[int, int] = (4500, 5400), seed0: int = 1000
+) -> list[Path]:
+    folder = OUT / f"designs-{size[0]}x{size[1]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(folder / f"design-{seed0 + i:05d}.png", seed0 + i, size) for i in range(count)]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(_make, jobs))

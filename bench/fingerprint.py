@@ -1,0 +1,90 @@
+"""Fingerprinting 50 large designs: designflow against imagehash on the full-size image.
+
+Run: python -m bench.fingerprint [--count 50] [--rounds 3] [--threads 2]
+
+(a) designflow: `fingerprint_design` (read once, decode once, one ~512 px reduction, four hashes)
+(b) baseline:   decode the full image, then imagehash's phash, average_hash, dhash and whash
+                on it, the way a straightforward implementation does.
+Both use the same thread count, interleaved a/b per round; medians are printed with a/b.
+Accuracy: designflow's phash against imagehash's phash of the full-size image flattened on
+white (the same picture, no reduction), on every image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import imagehash
+from PIL import Image
+
+from bench.designs import large_designs
+from designflow.fingerprint import FLATTEN_BACKGROUND, fingerprint_design, hamming, hash_to_int
+
+
+def baseline_fingerprint(path: Path) -> dict[str, int]:
+    image = Image.open(path)
+    image.load()
+    return {
+        "phash": hash_to_int(imagehash.phash(image)),
+        "ahash": hash_to_int(imagehash.average_hash(image)),
+        "dhash": hash_to_int(imagehash.dhash(image)),
+        "whash": hash_to_int(imagehash.whash(image)),
+    }
+
+
+def reference_phash(path: Path) -> int:
+    image = Image.open(path).convert("RGBA")
+    flat = Image.new("RGB", image.size, FLATTEN_BACKGROUND)
+    flat.paste(image, mask=image.getchannel("A"))
+    return hash_to_int(imagehash.phash(flat))
+
+
+def timed(fn, paths: list[Path], threads: int) -> tuple[float, list]:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(fn, paths))
+    return time.perf_counter() - start, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    paths = large_designs(args.count)
+    sizes = [p.stat().st_size for p in paths]
+    print(f"{len(paths)} designs 4500x5400 RGBA PNG, {min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB "
+          f"(total {sum(sizes) / 1e6:.0f} MB), {args.threads} threads, {args.rounds} rounds")  # fmt: skip
+
+    ours: list[float] = []
+    base: list[float] = []
+    fingerprints = []
+    for round_ in range(args.rounds):
+        t, fingerprints = timed(fingerprint_design, paths, args.threads)
+        ours.append(t)
+        t, _ = timed(baseline_fingerprint, paths, args.threads)
+        base.append(t)
+        print(f"  round {round_ + 1}: designflow {ours[-1]:.2f} s, baseline {base[-1]:.2f} s")
+
+    a, b = statistics.median(ours), statistics.median(base)
+    n = len(paths)
+    print(f"designflow : {a:7.2f} s  ({1000 * a / n:6.1f} ms/image)")
+    print(
+        f"baseline   : {b:7.2f} s  ({1000 * b / n:6.1f} ms/image)  [imagehash x4 on the full image]"
+    )
+    print(f"ratio baseline/designflow: {b / a:.1f}x faster (target >= 10x)")
+
+    _, refs = timed(reference_phash, paths, args.threads)
+    distances = [hamming(fp.phash, ref) for fp, ref in zip(fingerprints, refs, strict=True)]
+    print(f"phash vs full-size imagehash phash: max {max(distances)} bits, "
+          f"median {statistics.median(distances)} bits (target <= 4 on every image)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""How runs are triggered (work pools, queues, schedules)."""

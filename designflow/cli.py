@@ -1,0 +1,206 @@
+"""The `designflow` command: a front end like the Prefect UI.
+
+Flows are imported lazily inside the commands that run them, so `designflow --help` and
+`designflow fingerprint` stay fast and never start a Prefect server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="designflow",
+        description="Design files from upload to store: fingerprint, dedup, NAS, catalog.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    up = sub.add_parser("upload", help="upload design files or folders for a user")
+    up.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+    up.add_argument("--user", required=True, help="the seller's user id")
+    up.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    up.add_argument("--batch-max-mb", type=float, default=None)
+    up.add_argument("--batch-max-images", type=int, default=None)
+    up.set_defaults(handler=_cmd_upload)
+
+    fp = sub.add_parser("fingerprint", help="print the fingerprints of image files")
+    fp.add_argument("files", nargs="+")
+    fp.add_argument("--json", action="store_true")
+    fp.set_defaults(handler=_cmd_fingerprint)
+
+    db = sub.add_parser("db", help="catalog database")
+    dbsub = db.add_subparsers(dest="db_command")
+    mig = dbsub.add_parser("migrate", help="apply pending migrations")
+    mig.set_defaults(handler=_cmd_db_migrate)
+    stop = dbsub.add_parser("stop", help="stop the embedded PostgreSQL server")
+    stop.set_defaults(handler=_cmd_db_stop)
+    return parser
+
+
+# -- upload ----------------------------------------------------------------------------
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from designflow.nas import InvalidUserId, check_user_id
+
+    try:
+        check_user_id(args.user)
+    except InvalidUserId as exc:
+        print(f"designflow: {exc}", file=sys.stderr)
+        return 2
+    paths = [str(Path(p).absolute()) for p in args.paths]
+    bar = _ProgressBar() if (sys.stderr.isatty() and not args.json) else None
+
+    from designflow import progress
+
+    unsubscribe = progress.subscribe(bar.update) if bar else (lambda: None)
+    try:
+        # Anything a library prints must not end up in the JSON on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            from flows.upload import UploadIncomplete, upload_designs
+
+            state = upload_designs(
+                paths=paths,
+                user_id=args.user,
+                batch_max_mb=args.batch_max_mb,
+                batch_max_images=args.batch_max_images,
+                return_state=True,
+            )
+    finally:
+        unsubscribe()
+        if bar:
+            bar.close()
+
+    if state.is_completed():
+        report = state.result()
+        _print_report(report, args.json)
+        return 0
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, UploadIncomplete):
+        _print_report(error.report, args.json)
+    print(f"designflow: upload run failed: {error}", file=sys.stderr)
+    return 1
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    counts = report["counts"]
+    print(f"flow run {report['flow_run_id']}")
+    for s in report["stored"]:
+        print(f"  stored     {s['file']} -> design {s['design_id']} at {s['nas_path']}")
+    for d in report["duplicates"]:
+        print(
+            f"  duplicate  {d['file']} -> {d['kind']} copy of design {d['duplicate_of']} (distance {d['distance']})"
+        )
+    for r in report["rejected"]:
+        print(f"  rejected   {r['file']}: {r['reason']}")
+    for f in report.get("failed", []):
+        print(f"  failed     {f['file']}: {f['reason']}")
+    print(
+        f"{counts['stored']} stored, {counts['duplicates']} duplicate(s), "
+        f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed in {report['batches']} batch(es)"
+    )
+
+
+class _ProgressBar:
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.shown = False
+
+    def update(self, event) -> None:  # designflow.progress.Progress
+        total = max(event.total, 1)
+        filled = int(self.width * event.done / total)
+        bar = "#" * filled + "-" * (self.width - filled)
+        sys.stderr.write(f"\r[{bar}] {event.done}/{event.total} {event.message[:40]:<40}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+# -- fingerprint -----------------------------------------------------------------------
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from designflow.fingerprint import RejectedDesign, fingerprint_design
+    from designflow.settings import Settings
+
+    limits = Settings.from_env().limits
+    results: list[dict] = []
+    for path in args.files:
+        try:
+            results.append(fingerprint_design(path, limits).as_dict())
+        except RejectedDesign as exc:
+            results.append({"path": path, "rejected": exc.reason})
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            if "rejected" in r:
+                print(f"{r['path']}: rejected: {r['rejected']}")
+            else:
+                print(
+                    f"{r['path']}: {r['format']} {r['width']}x{r['height']} sha256 {r['sha256'][:16]}… "
+                    f"phash {r['phash_hex']} ahash {r['ahash_hex']} dhash {r['dhash_hex']} whash {r['whash_hex']}"
+                )
+    return 0 if all("rejected" not in r for r in results) else 1
+
+
+# -- db --------------------------------------------------------------------------------
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    from designflow.catalog import Catalog
+    from designflow.embedded import embedded_database_url
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.catalog_block and not settings.database_url:
+        from tasks.resources import database_url
+
+        url = database_url(settings)
+    else:
+        url = settings.database_url or embedded_database_url(settings.home)
+    catalog = Catalog(url)
+    applied = catalog.migrate()
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    print(f"schema at {catalog.applied_migrations()[-1]}")
+    return 0
+
+
+def _cmd_db_stop(args: argparse.Namespace) -> int:
+    from designflow.embedded import stop_embedded
+    from designflow.settings import Settings
+
+    stopped = stop_embedded(Settings.from_env().home)
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

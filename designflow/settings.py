@@ -1,0 +1,83 @@
+"""Settings read from `DESIGNFLOW_*` environment variables, with defaults that work on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Guards applied before and while decoding an untrusted file."""
+
+    max_file_bytes: int = 200 * MB
+    # 4500x5400 designs are 24.3 Mpx; 100 Mpx leaves room for large posters
+    # while refusing decompression bombs long before they cost gigabytes.
+    max_pixels: int = 100_000_000
+    max_dimension: int = 30_000
+    # Size of the shared reduction every hash is computed from.
+    hash_reduction_px: int = 512
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None  # None: the embedded PostgreSQL under `home`
+    catalog_block: str | None  # name of a prefect-sqlalchemy SqlAlchemyConnector block
+    nas_url: str
+    batch_max_bytes: int
+    batch_max_images: int
+    limits: ImageLimits
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("DESIGNFLOW_HOME") or "~/.designflow").expanduser()
+        limits = ImageLimits(
+            max_file_bytes=int(_number(env, "DESIGNFLOW_MAX_FILE_MB", 200) * MB),
+            max_pixels=int(_number(env, "DESIGNFLOW_MAX_PIXELS", 100_000_000)),
+            max_dimension=int(_number(env, "DESIGNFLOW_MAX_DIMENSION", 30_000)),
+        )
+        return cls(
+            home=home,
+            database_url=env.get("DESIGNFLOW_DATABASE_URL") or None,
+            catalog_block=env.get("DESIGNFLOW_CATALOG_BLOCK") or None,
+            nas_url=env.get("DESIGNFLOW_NAS_URL") or f"file://{home / 'nas'}",
+            batch_max_bytes=int(_number(env, "DESIGNFLOW_BATCH_MAX_MB", 50) * MB),
+            batch_max_images=int(_number(env, "DESIGNFLOW_BATCH_MAX_IMAGES", 20)),
+            limits=limits,
+        )
+
+    def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:
+        """Per-run overrides (flow parameters) on top of the environment."""
+        out = self
+        if max_mb is not None:
+            if max_mb <= 0:
+                raise SettingsError(f"batch_max_mb must be positive, got {max_mb}")
+            out = replace(out, batch_max_bytes=int(max_mb * MB))
+        if max_images is not None:
+            if max_images <= 0:
+                raise SettingsError(f"batch_max_images must be positive, got {max_images}")
+            out = replace(out, batch_max_images=max_images)
+        return out
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value

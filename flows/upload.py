@@ -1,0 +1,231 @@
+"""upload_designs: files -> batches -> (fingerprint, dedup, NAS, catalog) per batch."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from prefect import flow, get_run_logger
+from prefect.futures import wait
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from designflow.batching import CandidateFile, plan_batches
+from designflow.catalog import NewDesign
+from designflow.dedup import classify_exact
+from designflow.fingerprint import Fingerprint
+from designflow.nas import check_user_id, design_path
+from designflow.report import (
+    BatchReport,
+    DuplicateDesign,
+    FailedFile,
+    RejectedFile,
+    StoredDesign,
+    UploadReport,
+)
+from tasks.catalog import count_user_designs, find_known_designs, prepare_catalog, record_designs
+from tasks.files import collect_files
+from tasks.fingerprint import fingerprint_file
+from tasks.nas import upload_to_nas
+from tasks.reporting import UploadProgress, publish_upload_report
+from tasks.resources import current_settings
+
+
+class UploadIncomplete(RuntimeError):
+    """Some good files could not be stored (NAS or catalog down after retries)."""
+
+    def __init__(self, report: dict) -> None:
+        self.report = report
+        failed = report["failed"]
+        super().__init__(
+            f"{len(failed)} file(s) could not be stored; upload them again to complete: "
+            + "; ".join(f"{f['file']}: {f['reason']}" for f in failed[:5])
+        )
+
+
+@flow(name="upload-designs", validate_parameters=True)
+def upload_designs(
+    paths: list[str],
+    user_id: str,
+    batch_max_mb: float | None = None,
+    batch_max_images: int | None = None,
+) -> dict:
+    """Store design files for `user_id`: fingerprint, skip duplicates, upload to the NAS,
+    record in the catalog. `paths` are files or folders (searched recursively)."""
+    logger = get_run_logger()
+    check_user_id(user_id)
+    settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)
+    run_id = str(flow_run.id) if flow_run.id else None
+    prepare_catalog()
+
+    files, unusable = collect_files(paths)
+    batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images)
+    report = UploadReport(flow_run_id=run_id, user_id=user_id)
+    report.rejected.extend(RejectedFile(u.path, u.reason) for u in unusable)
+    existing = count_user_designs(user_id)
+    logger.info(
+        "upload for %s: %d file(s) in %d batch(es); user has %d existing designs",
+        user_id, len(files), len(batches), existing,
+    )  # fmt: skip
+
+    progress = UploadProgress(total=len(files))
+    started = time.perf_counter()
+    for index, batch in enumerate(batches, start=1):
+        outcome = process_batch(
+            files=batch,
+            user_id=user_id,
+            batch_index=index,
+            batch_count=len(batches),
+            upload_run_id=run_id,
+        )
+        report.add_batch(outcome)
+        progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
+    report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+    progress.finish(
+        f"{len(report.stored)} stored, {len(report.duplicates)} duplicates, "
+        f"{len(report.rejected)} rejected, {len(report.failed)} failed"
+    )
+    publish_upload_report(report)
+    result = report.as_dict()
+    if report.failed:
+        raise UploadIncomplete(result)
+    return result
+
+
+@flow(
+    name="process-batch",
+    flow_run_name="batch {batch_index} of {batch_count}",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+)
+def process_batch(
+    files: list[CandidateFile],
+    user_id: str,
+    batch_index: int = 1,
+    batch_count: int = 1,
+    upload_run_id: str | None = None,
+) -> BatchReport:
+    logger = get_run_logger()
+    batch_id = uuid.uuid4()
+    run_uuid = uuid.UUID(upload_run_id) if upload_run_id else None
+    out = BatchReport(batch_index=batch_index, batch_id=str(batch_id))
+    label = f"batch {batch_index}/{batch_count}"
+
+    t0 = time.perf_counter()
+    results = [f.result() for f in fingerprint_file.map([f.path for f in files])]
+    fingerprints = [r for r in results if isinstance(r, Fingerprint)]
+    out.rejected.extend(r for r in results if isinstance(r, RejectedFile))
+    t1 = time.perf_counter()
+    logger.info(
+        "%s: fingerprinted %d file(s), %d rejected", label, len(fingerprints), len(out.rejected)
+    )
+
+    lookup = find_known_designs(
+        user_id, sorted({fp.sha256 for fp in fingerprints}), return_state=True
+    )
+    if not lookup.is_completed():
+        reason = f"catalog unavailable after retries: {_failure_reason(lookup)}"
+        out.failed.extend(FailedFile(fp.path, reason) for fp in fingerprints)
+        return out
+    known = lookup.result()
+    dedup = classify_exact(fingerprints, known, run_uuid)
+    for fp, match in dedup.exact:
+        out.duplicates.append(DuplicateDesign(fp.path, match.id, 0, "exact", match.nas_path))
+    for fp, match in dedup.earlier_batch:
+        out.duplicates.append(DuplicateDesign(fp.path, match.id, 0, "in-batch", match.nas_path))
+    t2 = time.perf_counter()
+    logger.info(
+        "%s: %d new, %d exact duplicate(s), %d in-batch duplicate(s)",
+        label, len(dedup.to_store), len(dedup.exact), len(dedup.in_batch) + len(dedup.earlier_batch),
+    )  # fmt: skip
+
+    logger.info("%s: uploading %d image(s) to NAS in parallel", label, len(dedup.to_store))
+    futures = {
+        fp.sha256: upload_to_nas.submit(
+            fp.path, design_path(user_id, fp.sha256, fp.extension), fp.sha256
+        )
+        for fp in dedup.to_store
+    }
+    wait(list(futures.values()))
+    on_nas: list[Fingerprint] = []
+    for fp in dedup.to_store:
+        state = futures[fp.sha256].state
+        if state.is_completed():
+            on_nas.append(fp)
+        else:
+            reason = _failure_reason(state)
+            if "changed after it was fingerprinted" in reason:
+                out.rejected.append(RejectedFile(fp.path, reason.split(": ", 1)[-1]))
+            else:
+                out.failed.append(FailedFile(fp.path, f"NAS upload failed after retries: {reason}"))
+    t3 = time.perf_counter()
+
+    # Only files already on the NAS get a row: a row never points at a missing file.
+    rows = [_new_design(fp, user_id, batch_id, run_uuid) for fp in on_nas]
+    insert = record_designs(rows, return_state=True)
+    if not insert.is_completed():
+        # The files are on the NAS under their content address; a re-run records them
+        # without uploading again, and `designflow verify` can adopt them.
+        reason = f"catalog unavailable after retries: {_failure_reason(insert)}"
+        out.failed.extend(FailedFile(fp.path, reason) for fp in on_nas)
+        out.failed.extend(FailedFile(c.path, reason) for c, _ in dedup.in_batch)
+        return out
+    recorded = insert.result()
+    for fp in on_nas:
+        if fp.sha256 in recorded.inserted:
+            out.stored.append(
+                StoredDesign(
+                    fp.path,
+                    recorded.inserted[fp.sha256],
+                    fp.sha256,
+                    design_path(user_id, fp.sha256, fp.extension),
+                )
+            )
+            continue
+        match = recorded.already_present[fp.sha256]
+        if match.batch_id == batch_id:  # our own insert, committed before a retried attempt
+            out.stored.append(StoredDesign(fp.path, match.id, fp.sha256, match.nas_path))
+        else:  # a concurrent upload of the same content won the race
+            out.duplicates.append(DuplicateDesign(fp.path, match.id, 0, "exact", match.nas_path))
+    stored_by_sha = {s.sha256: s for s in out.stored}
+    for copy, original in dedup.in_batch:
+        twin = stored_by_sha.get(original.sha256)
+        if twin is not None:
+            out.duplicates.append(
+                DuplicateDesign(copy.path, twin.design_id, 0, "in-batch", twin.nas_path)
+            )
+        else:  # the first copy could not be stored: this one shares its fate
+            out.failed.append(
+                FailedFile(copy.path, f"same content as {original.path}, which was not stored")
+            )
+    t4 = time.perf_counter()
+
+    out.timings_ms = {
+        "fingerprint": round((t1 - t0) * 1000, 1),
+        "dedup": round((t2 - t1) * 1000, 1),
+        "nas": round((t3 - t2) * 1000, 1),
+        "insert": round((t4 - t3) * 1000, 1),
+    }
+    logger.info(
+        "%s: recorded %d design(s); fingerprint %.0f ms, dedup %.0f ms, NAS %.0f ms, insert %.0f ms",
+        label, len(out.stored), *out.timings_ms.values(),
+    )  # fmt: skip
+    return out
+
+
+def _new_design(
+    fp: Fingerprint, user_id: str, batch_id: uuid.UUID, run_id: uuid.UUID | None
+) -> NewDesign:
+    return NewDesign(
+        user_id=user_id, sha256=fp.sha256, phash=fp.phash, ahash=fp.ahash, dhash=fp.dhash,
+        whash=fp.whash, width=fp.width, height=fp.height, bytes=fp.bytes, format=fp.format,
+        original_name=fp.name, nas_path=design_path(user_id, fp.sha256, fp.extension),
+        batch_id=batch_id, flow_run_id=run_id,
+    )  # fmt: skip
+
+
+def _failure_reason(state) -> str:
+    try:
+        state.result()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return state.message or state.name

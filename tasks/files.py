@@ -1,0 +1,13 @@
+"""Listing what the seller pointed at, as a task (the flow does no I/O of its own)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from designflow.batching import CandidateFile, UnusablePath, collect_design_files
+
+
+@task(name="collect-design-files", cache_policy=NO_CACHE)
+def collect_files(paths: list[str]) -> tuple[list[CandidateFile], list[UnusablePath]]:
+    return collect_design_files(paths)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from designflow.batching import CandidateFile, collect_design_files, plan_batches
+
+
+def files(*sizes: int) -> list[CandidateFile]:
+    return [CandidateFile(f"f{i}.png", s) for i, s in enumerate(sizes)]
+
+
+def test_batches_respect_image_count() -> None:
+    batches = plan_batches(files(*[1] * 45), max_bytes=10**9, max_images=20)
+    assert [len(b) for b in batches] == [20, 20, 5]
+
+
+def test_batches_respect_bytes() -> None:
+    batches = plan_batches(files(30, 30, 30, 10, 10), max_bytes=50, max_images=20)
+    assert [[f.size for f in b] for b in batches] == [[30], [30], [30, 10, 10]]
+
+
+def test_oversized_file_travels_alone_and_order_is_kept() -> None:
+    items = files(10, 500, 10)
+    batches = plan_batches(items, max_bytes=50, max_images=20)
+    assert [[f.path for f in b] for b in batches] == [["f0.png"], ["f1.png"], ["f2.png"]]
+
+
+def test_empty_and_invalid_limits() -> None:
+    assert plan_batches([], 50, 20) == []
+    with pytest.raises(ValueError):
+        plan_batches(files(1), 0, 20)
+
+
+def test_collect_walks_folders_and_reports_unusable(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.png", "a/b/two.JPG", "a/notes.txt", "a/.hidden.png", "a/b/three.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    explicit = tmp_path / "named.bin"
+    explicit.write_bytes(b"y")
+    found, unusable = collect_design_files(
+        [tmp_path / "a", explicit, tmp_path / "missing.png", tmp_path / "empty"]
+    )
+    names = sorted(Path(f.path).name for f in found)
+    assert names == ["named.bin", "one.png", "three.webp", "two.JPG"]
+    reasons = {Path(u.path).name: u.reason for u in unusable}
+    assert reasons == {
+        "missing.png": "no such file or folder",
+        "empty": "folder contains no design files",
+    }

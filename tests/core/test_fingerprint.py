@@ -1,0 +1,183 @@
+"""Fingerprints: the four hashes, normalisation (files hashed as they look) and guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imagehash
+import pytest
+from PIL import Image
+
+from designflow.fingerprint import (
+    Fingerprint,
+    RejectedDesign,
+    fingerprint_bytes,
+    fingerprint_design,
+    hamming,
+    hash_to_int,
+)
+from designflow.settings import ImageLimits
+from tests import images
+
+
+def phash_of(image: Image.Image) -> int:
+    """Reference: imagehash's phash of the image as it looks, at full size."""
+    return hash_to_int(imagehash.phash(image.convert("RGB")))
+
+
+def test_fingerprint_fields_and_stable_sha(tmp_path: Path) -> None:
+    path = images.write_png(tmp_path / "a.png", seed=1)
+    fp = fingerprint_design(path)
+    assert isinstance(fp, Fingerprint)
+    assert fp.format == "PNG" and (fp.width, fp.height) == (600, 720)
+    assert fp.bytes == path.stat().st_size
+    import hashlib
+
+    assert fp.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    for value in (fp.phash, fp.ahash, fp.dhash, fp.whash):
+        assert -(1 << 63) <= value < (1 << 63)
+    assert fingerprint_design(path) == fp  # deterministic
+
+
+def test_phash_close_to_full_size_imagehash(tmp_path: Path) -> None:
+    for seed in range(5):
+        path = images.write_png(tmp_path / f"d{seed}.png", seed=seed, size=(1800, 2160))
+        fp = fingerprint_design(path)
+        full = images.flatten(Image.open(path).convert("RGBA"))
+        assert hamming(fp.phash, phash_of(full)) <= 4
+
+
+def test_different_designs_have_distant_hashes(tmp_path: Path) -> None:
+    a = fingerprint_design(images.write_png(tmp_path / "a.png", seed=10))
+    b = fingerprint_design(images.write_png(tmp_path / "b.png", seed=11))
+    assert hamming(a.phash, b.phash) > 12
+
+
+def test_hash_to_int_round_trip() -> None:
+    import numpy as np
+
+    bits = np.zeros((8, 8), dtype=bool)
+    bits[0, 0] = True  # most significant bit -> negative as signed
+    assert hash_to_int(imagehash.ImageHash(bits)) == -(1 << 63)
+    bits[:] = False
+    bits[7, 7] = True
+    assert hash_to_int(imagehash.ImageHash(bits)) == 1
+
+
+def test_transparent_background_is_flattened_on_white(tmp_path: Path) -> None:
+    rgba = images.design(20)
+    path = tmp_path / "t.png"
+    path.write_bytes(images.image_bytes(rgba))
+    fp = fingerprint_design(path)
+    on_white = phash_of(images.flatten(rgba))
+    black = Image.new("RGB", rgba.size, (0, 0, 0))
+    black.paste(rgba, mask=rgba.getchannel("A"))
+    assert hamming(fp.phash, on_white) <= 4
+    assert hamming(fp.phash, phash_of(black)) > hamming(fp.phash, on_white) + 8
+
+
+def test_palette_png_with_transparency_hashed_as_it_looks(tmp_path: Path) -> None:
+    path = tmp_path / "palette.png"
+    looks_like = images.palette_png_with_transparency(path, seed=3)
+    assert Image.open(path).mode == "P"
+    fp = fingerprint_design(path)
+    assert hamming(fp.phash, phash_of(images.flatten(looks_like))) <= 6
+
+
+def test_16bit_png_hashed_as_it_looks(tmp_path: Path) -> None:
+    path = tmp_path / "deep.png"
+    looks_like = images.png_16bit_gray(path, seed=4)
+    assert Image.open(path).mode.startswith("I")
+    fp = fingerprint_design(path)
+    assert hamming(fp.phash, phash_of(looks_like)) <= 6
+    # Clipping instead of scaling would turn almost everything white: far from the original.
+    assert hamming(fp.phash, phash_of(Image.new("L", looks_like.size, 255))) > 12
+
+
+def test_cmyk_jpeg_hashed_as_it_looks(tmp_path: Path) -> None:
+    path = tmp_path / "cmyk.jpg"
+    looks_like = images.cmyk_jpeg(path, seed=5)
+    assert Image.open(path).mode == "CMYK"
+    fp = fingerprint_design(path)
+    assert fp.format == "JPEG"
+    assert hamming(fp.phash, phash_of(looks_like)) <= 6
+
+
+def test_exif_rotated_jpeg_hashed_upright(tmp_path: Path) -> None:
+    path = tmp_path / "rotated.jpg"
+    upright = images.exif_rotated_jpeg(path, seed=6)
+    fp = fingerprint_design(path)
+    assert (fp.width, fp.height) == upright.size  # the size it is seen at
+    assert hamming(fp.phash, phash_of(upright)) <= 6
+    sideways = Image.open(path).convert("RGB")  # raw pixels, orientation ignored
+    assert hamming(fp.phash, phash_of(sideways)) > 12
+
+
+def test_animated_gif_uses_first_frame(tmp_path: Path) -> None:
+    path = tmp_path / "anim.gif"
+    first = images.animated_gif(path, seed=7)
+    fp = fingerprint_design(path)
+    assert fp.format == "GIF"
+    assert hamming(fp.phash, phash_of(first)) <= 6
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("this is not an image\n"), "not a PNG, JPEG"),
+        (lambda p: images.truncated_png(p, 1), "truncated"),
+        (lambda p: images.header_bomb_png(p), "decompression bomb"),
+        (lambda p: images.real_bomb_png(p), "decompression bomb"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+    ids=["empty", "text", "truncated", "header-bomb", "real-bomb", "directory"],
+)
+def test_bad_input_rejected_with_reason(tmp_path: Path, make, reason: str) -> None:
+    path = tmp_path / "bad.png"
+    make(path)
+    with pytest.raises(RejectedDesign) as info:
+        fingerprint_design(path)
+    assert reason in info.value.reason
+    assert str(path) in str(info.value)
+
+
+def test_truncated_jpeg_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    images.truncated_jpeg(path, 2)
+    with pytest.raises(RejectedDesign, match="truncated"):
+        fingerprint_design(path)
+
+
+def test_real_bomb_is_small_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    images.real_bomb_png(path)
+    assert path.stat().st_size < 1_000_000  # the point of a bomb: tiny file, huge decode
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    images.noisy_png(path, 1, (400, 400))
+    limits = ImageLimits(max_file_bytes=path.stat().st_size - 1)
+    with pytest.raises(RejectedDesign, match="over the size cap"):
+        fingerprint_design(path, limits)
+    assert (
+        fingerprint_design(path, ImageLimits(max_file_bytes=path.stat().st_size)).bytes
+        == path.stat().st_size
+    )
+
+
+def test_dimension_cap(tmp_path: Path) -> None:
+    path = images.write_png(tmp_path / "wide.png", seed=1, size=(2000, 100))
+    with pytest.raises(RejectedDesign, match="over the cap of 1,000 px"):
+        fingerprint_design(path, ImageLimits(max_dimension=1000))
+
+
+def test_missing_and_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(RejectedDesign, match="file not found"):
+        fingerprint_design(tmp_path / "nope.png")
+
+
+def test_fingerprint_bytes_matches_file(tmp_path: Path) -> None:
+    path = images.write_jpeg(tmp_path / "a.jpg", seed=9)
+    assert fingerprint_bytes(path.read_bytes(), path) == fingerprint_design(path)

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _harness(prefect_harness):
+    """Every flow test runs against the session's Prefect test server."""
+    yield

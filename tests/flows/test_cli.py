@@ -1,0 +1,93 @@
+"""The `designflow` command: in-process against the harness, and once as a real process
+on Prefect's temporary server, the way the README runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from designflow.cli import main
+from tests import images
+from tests.conftest import DesignflowEnv
+
+REPORT_FIELDS = {"flow_run_id", "stored", "duplicates", "rejected"}
+
+
+def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
+    folder = designflow_env.inputs / "cli"
+    folder.mkdir()
+    images.write_png(folder / "one.png", seed=90)
+    images.write_png(folder / "two.png", seed=91)
+    (folder / "bad.png").write_text("no")
+    code = main(["upload", str(folder), "--user", "cli-user", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0  # completed, even with a rejected file
+    report = json.loads(out)  # stdout is exactly one JSON object
+    assert REPORT_FIELDS <= set(report)
+    assert {Path(s["file"]).name for s in report["stored"]} == {"one.png", "two.png"}
+    assert set(report["stored"][0]) == {"file", "design_id", "sha256", "nas_path"}
+    assert report["rejected"] == [
+        {"file": str(folder / "bad.png"), "reason": report["rejected"][0]["reason"]}
+    ]
+
+    code = main(["upload", str(folder), "--user", "cli-user", "--json"])
+    again = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {d["kind"] for d in again["duplicates"]} == {"exact"}
+    assert set(again["duplicates"][0]) >= {"file", "duplicate_of", "distance", "kind"}
+
+
+def test_upload_human_summary(designflow_env: DesignflowEnv, capsys) -> None:
+    path = images.write_png(designflow_env.inputs / "h.png", seed=92)
+    assert main(["upload", str(path), "--user", "human"]) == 0
+    out = capsys.readouterr().out
+    assert "1 stored, 0 duplicate(s), 0 rejected" in out
+
+
+def test_bad_user_id_is_a_usage_error(designflow_env: DesignflowEnv, capsys) -> None:
+    path = images.write_png(designflow_env.inputs / "u.png", seed=93)
+    assert main(["upload", str(path), "--user", "a/b"]) == 2
+    assert "invalid user id" in capsys.readouterr().err
+
+
+def test_fingerprint_json(tmp_path: Path, capsys) -> None:
+    good = images.write_png(tmp_path / "g.png", seed=94)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"")
+    assert main(["fingerprint", str(good), str(bad), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["format"] == "PNG" and len(out[0]["phash_hex"]) == 16
+    assert out[1] == {"path": str(bad), "rejected": "empty file (0 bytes)"}
+
+
+def test_real_process_on_temporary_prefect_server(
+    designflow_env: DesignflowEnv, tmp_path: Path
+) -> None:
+    folder = designflow_env.inputs / "proc"
+    folder.mkdir()
+    images.write_png(folder / "p1.png", seed=95)
+    images.write_jpeg(folder / "p2.jpg", seed=96)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
+    migrate = subprocess.run(
+        [sys.executable, "-m", "designflow.cli", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert "schema at 0001_design_images" in migrate.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", "proc", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert len(report["stored"]) == 2
+    assert "temporary server" in run.stderr  # no PREFECT_API_URL: Prefect's ephemeral server
