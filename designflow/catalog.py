@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from designflow.similarity import NearMatch, NearQuery, probe_values
 
 MIGRATIONS_DIR = Path(
     os.environ.get("DESIGNFLOW_MIGRATIONS_DIR")
@@ -47,6 +49,13 @@ class NewDesign:
     nas_path: str
     batch_id: uuid.UUID
     flow_run_id: uuid.UUID | None
+    nd_phash: int = 0
+    nd_dhash: int = 0
+    # Stored although it is a near duplicate (--allow-near-duplicates): of which design,
+    # or of which sha256 in the same batch (resolved to an id in the same transaction).
+    near_duplicate_of: int | None = None
+    near_duplicate_of_sha256: str | None = None
+    near_distance: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,16 +154,36 @@ class Catalog:
             inserted_rows = conn.execute(
                 """
                 INSERT INTO design_images (user_id, sha256, phash, ahash, dhash, whash, width,
-                    height, bytes, format, original_name, nas_path, batch_id, flow_run_id)
-                SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],
+                    height, bytes, format, original_name, nas_path, batch_id, flow_run_id,
+                    nd_phash, nd_dhash, near_duplicate_of, near_distance, nd_version)
+                SELECT *, 1 FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],
                     %s::bigint[], %s::bigint[], %s::integer[], %s::integer[], %s::bigint[],
-                    %s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[])
+                    %s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[],
+                    %s::bigint[], %s::bigint[], %s::bigint[], %s::integer[])
                 ON CONFLICT (user_id, sha256) DO NOTHING
                 RETURNING id, sha256
                 """,
                 [list(c) for c in cols],
             ).fetchall()
             inserted = {sha: id_ for id_, sha in inserted_rows}
+            in_batch_near = [
+                d for d in designs if d.near_duplicate_of_sha256 and d.sha256 in inserted
+            ]
+            if in_batch_near:
+                conn.execute(
+                    """
+                    UPDATE design_images AS d SET near_duplicate_of = o.id
+                    FROM unnest(%s::text[], %s::text[]) AS pair(copy_sha, original_sha)
+                    JOIN design_images AS o ON o.user_id = %s AND o.sha256 = pair.original_sha
+                    WHERE d.user_id = %s AND d.sha256 = pair.copy_sha
+                    """,
+                    (
+                        [d.sha256 for d in in_batch_near],
+                        [d.near_duplicate_of_sha256 for d in in_batch_near],
+                        designs[0].user_id,
+                        designs[0].user_id,
+                    ),
+                )
             missing = [d for d in designs if d.sha256 not in inserted]
             already: dict[str, ExistingDesign] = {}
             if missing:
@@ -166,9 +195,140 @@ class Catalog:
                 already = {row[1]: ExistingDesign(*row) for row in rows}
         return RecordResult(inserted, already)
 
+    def copy_designs(self, designs: Iterable[NewDesign]) -> int:
+        """Bulk load with COPY (~3x the rows/s of INSERT): imports and benchmarks. No
+        conflict handling: the caller loads rows it knows are new."""
+        count = 0
+        with self.connect() as conn, conn.transaction():
+            with conn.cursor().copy(
+                "COPY design_images (user_id, sha256, phash, ahash, dhash, whash, width, height,"
+                " bytes, format, original_name, nas_path, batch_id, flow_run_id, nd_phash,"
+                " nd_dhash, near_duplicate_of, near_distance, nd_version) FROM STDIN"
+            ) as copy:
+                for d in designs:
+                    copy.write_row((*_row(d), 1))
+                    count += 1
+        return count
+
+    # -- near duplicates -----------------------------------------------------------------
+
+    def find_near(
+        self, user_id: str, queries: Sequence[NearQuery], distance: int
+    ) -> list[NearMatch]:
+        """Every active design of the user within `distance` bits of phash of any query,
+        in one statement for the whole batch (multi-index hashing, see similarity.py)."""
+        if not queries:
+            return []
+        probe_q: list[int] = []
+        probe_part: list[int] = []
+        probe_val: list[int] = []
+        for index, q in enumerate(queries):
+            for part, value in probe_values(q.phash, distance):
+                probe_q.append(index)
+                probe_part.append(part)
+                probe_val.append(value)
+        query = """
+            WITH probes AS MATERIALIZED (
+                SELECT * FROM unnest(%(pq)s::int[], %(pp)s::int[], %(pv)s::int[]) AS p(q, part, val)
+            ), queries AS (
+                SELECT * FROM unnest(%(qi)s::int[], %(qp)s::bigint[], %(qd)s::bigint[]) AS q(q, ph, dh)
+            ), candidates AS (
+                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd0 = p.val
+                WHERE p.part = 0
+                UNION
+                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd1 = p.val
+                WHERE p.part = 1
+                UNION
+                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd2 = p.val
+                WHERE p.part = 2
+            ), verified AS (
+                SELECT c.q, c.id,
+                       bit_count((c.nd_phash # q.ph)::bit(64))::int AS pd,
+                       bit_count((c.nd_dhash # q.dh)::bit(64))::int AS dd
+                FROM candidates c JOIN queries q USING (q)
+                WHERE bit_count((c.nd_phash # q.ph)::bit(64)) <= %(dist)s
+            )
+            SELECT v.q, v.id, v.pd, v.dd, d.nas_path
+            FROM verified v JOIN design_images d ON d.id = v.id
+        """
+        params = {
+            "user": user_id,
+            "pq": probe_q,
+            "pp": probe_part,
+            "pv": probe_val,
+            "qi": list(range(len(queries))),
+            "qp": [q.phash for q in queries],
+            "qd": [q.dhash for q in queries],
+            "dist": distance,
+        }
+        with self.connect() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [
+            NearMatch(
+                key=queries[q].key,
+                design_id=id_,
+                distance=pd,
+                confirm=pd + dd,
+                flipped=queries[q].flipped,
+                nas_path=path,
+            )
+            for q, id_, pd, dd, path in rows
+        ]
+
+    def full_scan_near(self, user_id: str, phash: int, distance: int) -> list[tuple[int, int]]:
+        """Reference answer: (design id, distance) by scanning every active design."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """
+                SELECT id, bit_count((nd_phash # %s)::bit(64))::int AS pd FROM design_images
+                WHERE user_id = %s AND is_active AND bit_count((nd_phash # %s)::bit(64)) <= %s
+                """,
+                (phash, user_id, phash, distance),
+            ).fetchall()
+        return sorted((r[0], r[1]) for r in rows)
+
+    def rows_to_backfill(self, limit: int = 500) -> list[tuple[int, str, str]]:
+        with self.connect() as conn:
+            return [
+                (r[0], r[1], r[2])
+                for r in conn.execute(
+                    "SELECT id, user_id, nas_path FROM design_images WHERE nd_version = 0"
+                    " ORDER BY id LIMIT %s",
+                    (limit,),
+                ).fetchall()
+            ]
+
+    def set_near_hashes(self, updates: Sequence[tuple[int, int, int]]) -> int:
+        """(design id, nd_phash, nd_dhash) for rows recomputed from their files."""
+        if not updates:
+            return 0
+        ids, ph, dh = (list(c) for c in zip(*updates, strict=True))
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute(
+                """
+                UPDATE design_images AS d SET nd_phash = u.ph, nd_dhash = u.dh, nd_version = 1
+                FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS u(id, ph, dh)
+                WHERE d.id = u.id
+                """,
+                (ids, ph, dh),
+            )
+            return cur.rowcount
+
+    def deactivate(self, user_id: str, design_ids: Sequence[int]) -> int:
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute(
+                "UPDATE design_images SET is_active = false WHERE user_id = %s AND id = ANY(%s)",
+                (user_id, list(design_ids)),
+            )
+            return cur.rowcount
+
 
 def _row(d: NewDesign) -> tuple[object, ...]:
     return (
         d.user_id, d.sha256, d.phash, d.ahash, d.dhash, d.whash, d.width, d.height, d.bytes,
         d.format, d.original_name, d.nas_path, d.batch_id, d.flow_run_id,
+        d.nd_phash, d.nd_dhash, d.near_duplicate_of, d.near_distance,
     )  # fmt: skip

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="print the report as one JSON object")
     up.add_argument("--batch-max-mb", type=float, default=None)
     up.add_argument("--batch-max-images", type=int, default=None)
+    up.add_argument(
+        "--allow-near-duplicates",
+        action="store_true",
+        help="store designs that resemble existing ones, marked as near duplicates",
+    )
     up.set_defaults(handler=_cmd_upload)
 
     fp = sub.add_parser("fingerprint", help="print the fingerprints of image files")
@@ -51,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command")
     mig = dbsub.add_parser("migrate", help="apply pending migrations")
     mig.set_defaults(handler=_cmd_db_migrate)
+    backfill = dbsub.add_parser("backfill", help="recompute near-duplicate hashes of older designs")
+    backfill.set_defaults(handler=_cmd_db_backfill)
     stop = dbsub.add_parser("stop", help="stop the embedded PostgreSQL server")
     stop.set_defaults(handler=_cmd_db_stop)
     return parser
@@ -83,6 +90,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
                 user_id=args.user,
                 batch_max_mb=args.batch_max_mb,
                 batch_max_images=args.batch_max_images,
+                allow_near_duplicates=args.allow_near_duplicates,
                 return_state=True,
             )
     finally:
@@ -174,23 +182,45 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 # -- db --------------------------------------------------------------------------------
 
 
-def _cmd_db_migrate(args: argparse.Namespace) -> int:
-    from designflow.catalog import Catalog
-    from designflow.embedded import embedded_database_url
-    from designflow.settings import Settings
-
-    settings = Settings.from_env()
+def _catalog_url(settings) -> str:
     if settings.catalog_block and not settings.database_url:
         from tasks.resources import database_url
 
-        url = database_url(settings)
-    else:
-        url = settings.database_url or embedded_database_url(settings.home)
-    catalog = Catalog(url)
+        return database_url(settings)
+    from designflow.embedded import embedded_database_url
+
+    return settings.database_url or embedded_database_url(settings.home)
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    from designflow.catalog import Catalog
+    from designflow.settings import Settings
+
+    catalog = Catalog(_catalog_url(Settings.from_env()))
     applied = catalog.migrate()
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
     print(f"schema at {catalog.applied_migrations()[-1]}")
     return 0
+
+
+def _cmd_db_backfill(args: argparse.Namespace) -> int:
+    from designflow.backfill import backfill_near_hashes
+    from designflow.catalog import Catalog
+    from designflow.nas import nas_from_url
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    catalog = Catalog(_catalog_url(settings))
+    catalog.migrate()
+    nas = nas_from_url(settings.nas_url, settings)
+    try:
+        result = backfill_near_hashes(catalog, nas, settings.limits)
+    finally:
+        nas.close()
+    print(f"recomputed near-duplicate hashes of {result.updated} design(s)")
+    for line in result.missing or []:
+        print(f"  could not read {line}", file=sys.stderr)
+    return 0 if not result.missing else 1
 
 
 def _cmd_db_stop(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Exact duplicate detection: within a batch by sha256, then against the user's history.
+"""Duplicate detection: exact (sha256) and near (perceptual hashes), within a batch and
+against the user's history.
 
 A duplicate is an outcome, not an error: it is reported with the id of the design it copies.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 from designflow.catalog import ExistingDesign
 from designflow.fingerprint import Fingerprint
+from designflow.similarity import NearMatch, NearQuery, best_matches, hamming, is_near
 
 
 @dataclass
@@ -62,4 +64,66 @@ def classify_exact(
             out.earlier_batch.append((copy, match))
         else:
             out.exact.append((copy, match))
+    return out
+
+
+@dataclass
+class NearDedup:
+    to_store: list[Fingerprint] = field(default_factory=list)
+    # (copy, closest active design of the user's history)
+    near: list[tuple[Fingerprint, NearMatch]] = field(default_factory=list)
+    # (copy, earlier file of this batch it resembles, phash distance)
+    in_batch: list[tuple[Fingerprint, Fingerprint, int]] = field(default_factory=list)
+
+
+def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
+    """Two queries per design: as it is, and mirrored (a flipped copy matches the original)."""
+    out: list[NearQuery] = []
+    for key, fp in enumerate(fingerprints):
+        out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, flipped=False))
+        out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, flipped=True))
+    return out
+
+
+def near_pair(a: Fingerprint, b: Fingerprint, distance: int, confirm_sum: int) -> int | None:
+    """phash distance when `a` is a near duplicate of `b` (either orientation), else None."""
+    best: int | None = None
+    for ph, dh in ((a.nd_phash, a.nd_dhash), (a.nd_phash_flip, a.nd_dhash_flip)):
+        pd, dd = hamming(ph, b.nd_phash), hamming(dh, b.nd_dhash)
+        if is_near(pd, dd, distance, confirm_sum) and (best is None or pd < best):
+            best = pd
+    return best
+
+
+def classify_near(
+    fingerprints: Sequence[Fingerprint],
+    history_matches: Sequence[NearMatch],
+    distance: int,
+    confirm_sum: int,
+) -> NearDedup:
+    """Split new designs (unique bytes, not exact duplicates) into near duplicates of the
+    user's history, near duplicates of an earlier file in the batch, and the rest."""
+    confirmed = [
+        m
+        for m in history_matches
+        if is_near(m.distance, m.confirm - m.distance, distance, confirm_sum)
+    ]
+    best = best_matches(confirmed)
+    out = NearDedup()
+    kept: list[Fingerprint] = []
+    for key, fp in enumerate(fingerprints):
+        match = best.get(key)
+        if match is not None:
+            out.near.append((fp, match))
+            continue
+        twin = None
+        for earlier in kept:
+            d = near_pair(fp, earlier, distance, confirm_sum)
+            if d is not None and (twin is None or d < twin[1]):
+                twin = (earlier, d)
+        if twin is not None:
+            out.in_batch.append((fp, twin[0], twin[1]))
+            continue
+        kept.append(fp)
+        out.to_store.append(fp)
     return out

@@ -14,6 +14,8 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
+import imagecodecs
 import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,6 +26,9 @@ from designflow.settings import ImageLimits
 # decoded, so that the limit is ours (a setting) and a bomb is a rejection with a reason,
 # not a process-wide warning that depends on the warnings filter of whichever thread runs.
 Image.MAX_IMAGE_PIXELS = None
+# designflow runs several fingerprints at once (one per worker thread); OpenCV's own worker
+# threads inside each call only add contention on top of that (measured: ~5% slower).
+cv2.setNumThreads(1)
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
@@ -55,6 +60,12 @@ class Fingerprint:
     ahash: int
     dhash: int
     whash: int
+    # Near-duplicate hashes: phash and dhash of the design trimmed to its content (extra
+    # canvas does not count), and of its mirror image (flipped copies are found too).
+    nd_phash: int = 0
+    nd_dhash: int = 0
+    nd_phash_flip: int = 0
+    nd_dhash_flip: int = 0
 
     @property
     def extension(self) -> str:
@@ -62,7 +73,16 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for key in ("phash", "ahash", "dhash", "whash"):
+        for key in (
+            "phash",
+            "ahash",
+            "dhash",
+            "whash",
+            "nd_phash",
+            "nd_dhash",
+            "nd_phash_flip",
+            "nd_dhash_flip",
+        ):
             out[key + "_hex"] = f"{out[key] & 0xFFFFFFFFFFFFFFFF:016x}"
         return out
 
@@ -126,15 +146,20 @@ def fingerprint_bytes(
         fmt = image.format or "?"
         width, height = image.size
         _check_dimensions(path, width, height, limits)
+        orientation = _exif_orientation(image)
         try:
-            small = _decode_reduced(image, limits.hash_reduction_px)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            if _fast_png(image):
+                small = _decode_png_reduced(data, limits.hash_reduction_px)
+            else:
+                small = _decode_reduced(image, limits.hash_reduction_px)
+        except (OSError, SyntaxError, ValueError, EOFError, imagecodecs.SpngError) as exc:
             raise RejectedDesign(path, f"corrupt or truncated {fmt} data: {exc}") from None
         # EXIF orientations 5-8 swap the axes: record the size the design is seen at.
-        if _exif_orientation(image) in (5, 6, 7, 8):
+        if orientation in (5, 6, 7, 8):
             width, height = height, width
 
     hashes = hash_reduced_image(small)
+    hashes.update(near_duplicate_hashes(small))
     return Fingerprint(
         path=str(path),
         name=Path(path).name,
@@ -155,6 +180,38 @@ def hash_reduced_image(small: Image.Image) -> dict[str, int]:
         "dhash": hash_to_int(imagehash.dhash(small)),
         "whash": hash_to_int(imagehash.whash(small)),
     }
+
+
+def near_duplicate_hashes(small: Image.Image) -> dict[str, int]:
+    """phash and dhash of the content (uniform border trimmed) and of its mirror image."""
+    content = trim_to_content(small)
+    mirror = content.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return {
+        "nd_phash": hash_to_int(imagehash.phash(content)),
+        "nd_dhash": hash_to_int(imagehash.dhash(content)),
+        "nd_phash_flip": hash_to_int(imagehash.phash(mirror)),
+        "nd_dhash_flip": hash_to_int(imagehash.dhash(mirror)),
+    }
+
+
+def trim_to_content(small: Image.Image, tolerance: int = 12) -> Image.Image:
+    """Crop a uniform border (the shade all four corners share: white for flattened
+    transparency) so that the same design on a larger canvas hashes the same."""
+    gray = np.asarray(small.convert("L"))
+    height, width = gray.shape
+    corners = gray[[0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int16)
+    background = int(np.median(corners))
+    if np.abs(corners - background).max() > tolerance:
+        return small  # no uniform border
+    differs = cv2.absdiff(gray, np.full_like(gray, background)) > tolerance
+    rows = np.flatnonzero(differs.any(axis=1))
+    cols = np.flatnonzero(differs.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return small  # a blank design: nothing to trim to
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (bottom - top) * (right - left) < 0.01 * height * width:
+        return small  # a speck on a blank canvas is not a design's content
+    return small.crop((int(left), int(top), int(right), int(bottom)))
 
 
 def hash_to_int(value: imagehash.ImageHash) -> int:
@@ -189,9 +246,68 @@ def _check_dimensions(
 
 def _exif_orientation(image: Image.Image) -> int:
     try:
+        if image.format == "PNG":
+            # Pillow's getexif() on a PNG decodes the whole image to look for an eXIf chunk
+            # after the pixels; only the one before them (in `info`) is read here.
+            raw = image.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(0x0112, 1))
         return int(image.getexif().get(0x0112, 1))
     except Exception:  # a broken EXIF block is not a reason to refuse the pixels
         return 1
+
+
+def _fast_png(image: Image.Image) -> bool:
+    """8-bit RGB or RGBA, not interlaced, not animated, no colour-key transparency, no
+    rotation: the shape of nearly every exported design, decoded by the fast path."""
+    if image.format != "PNG" or image.mode not in ("RGB", "RGBA"):
+        return False
+    if (
+        image.info.get("interlace")
+        or "transparency" in image.info
+        or getattr(image, "is_animated", False)
+    ):
+        return False
+    rawmode = image.tile[0][3] if image.tile else None
+    if isinstance(rawmode, tuple):
+        rawmode = rawmode[0]
+    return rawmode in ("RGB", "RGBA") and _exif_orientation(image) == 1
+
+
+def _decode_png_reduced(data: bytes, target: int) -> Image.Image:
+    """libspng decodes ~30% faster than Pillow's PNG decoder here, and the reduction is done
+    in luminance, which is all the four hashes look at (each converts to "L" first):
+    premultiplied grey = grey x alpha, area-averaged by an integer factor together with
+    alpha, then composited on white. ~37 ms on a 4500x5400 design, against ~170 ms for
+    Pillow's premultiplied RGBA thumbnail."""
+    pixels = imagecodecs.spng_decode(data)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError(f"unexpected PNG pixel layout {pixels.shape} {pixels.dtype}")
+    height, width = pixels.shape[:2]
+    factor = max(1, -(-max(width, height) // target))  # ceil: the result fits in `target`
+    # Whole blocks only: at most factor-1 edge rows/columns are left out of the average.
+    rows, cols = max(factor, height // factor * factor), max(factor, width // factor * factor)
+    small_size = (max(1, cols // factor), max(1, rows // factor))
+    if pixels.shape[2] == 3:
+        gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[:rows, :cols]
+        return Image.fromarray(_area_reduce(gray, small_size), "L")
+    gray = cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY)
+    alpha = cv2.extractChannel(pixels, 3)
+    # Premultiply: the hidden colour of a transparent pixel never reaches the result.
+    premultiplied = cv2.multiply(gray, alpha, scale=1 / 255)
+    small_gray = _area_reduce(premultiplied[:rows, :cols], small_size)
+    small_alpha = _area_reduce(alpha[:rows, :cols], small_size)
+    on_white = cv2.add(small_gray, cv2.subtract(np.full_like(small_alpha, 255), small_alpha))
+    return Image.fromarray(on_white, "L")
+
+
+def _area_reduce(channel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (channel.shape[1], channel.shape[0]) == size:
+        return np.ascontiguousarray(channel)
+    return cv2.resize(channel, size, interpolation=cv2.INTER_AREA)
 
 
 def _decode_reduced(image: Image.Image, target: int) -> Image.Image:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
+from designflow.settings import Settings
+
 CHUNK = 1024 * 1024
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
@@ -81,6 +83,14 @@ class Nas(Protocol):
 
     def read_bytes(self, dest: str) -> bytes: ...
 
+    def list_files(self, prefix: str = "") -> list[str]:
+        """Relative paths of every file under `prefix`."""
+        ...
+
+    def release(self) -> None:
+        """End of a run: give back what the run held (idle connections)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -145,6 +155,14 @@ class LocalNas:
     def read_bytes(self, dest: str) -> bytes:
         return self._full(dest).read_bytes()
 
+    def list_files(self, prefix: str = "") -> list[str]:
+        base = self._full(prefix) if prefix else self.root.resolve()
+        root = self.root.resolve()
+        return sorted(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
+
+    def release(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -158,10 +176,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def nas_from_url(url: str) -> Nas:
+def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
+    """The NAS a URL names; SFTP credentials come from `settings` (the environment)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalNas(unquote(parsed.path))
     if parsed.scheme == "sftp":
-        raise NasError("sftp:// NAS URLs need the SFTP backend, which is not built yet")
+        from designflow.sftp import SftpCredentials, SftpNas, SftpPool, SftpTarget
+
+        settings = settings or Settings.from_env()
+        target = SftpTarget.from_url(url)
+        credentials = SftpCredentials(
+            known_hosts=settings.nas_known_hosts,
+            password=settings.nas_password,
+            key_file=settings.nas_key_file,
+            key_passphrase=settings.nas_key_passphrase,
+        )
+        return SftpNas(target, SftpPool(target, credentials, settings.nas_max_connections))
     raise NasError(f"unsupported NAS URL scheme {parsed.scheme!r} (use file:// or sftp://)")

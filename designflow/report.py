@@ -18,6 +18,15 @@ class StoredDesign:
     design_id: int
     sha256: str
     nas_path: str
+    # Only with --allow-near-duplicates: the design this one resembles, and how closely.
+    near_duplicate_of: int | None = None
+    distance: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.near_duplicate_of is None:
+            del out["near_duplicate_of"], out["distance"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class UploadReport:
         return {
             "flow_run_id": self.flow_run_id,
             "user_id": self.user_id,
-            "stored": [asdict(s) for s in self.stored],
+            "stored": [s.as_dict() for s in self.stored],
             "duplicates": [asdict(d) for d in self.duplicates],
             "rejected": [asdict(r) for r in self.rejected],
             "failed": [asdict(f) for f in self.failed],
@@ -101,8 +110,13 @@ class UploadReport:
         """One row per file, for the table artifact and the terminal summary."""
         rows: list[dict[str, Any]] = []
         for s in self.stored:
+            detail = (
+                ""
+                if s.near_duplicate_of is None
+                else f"near duplicate of {s.near_duplicate_of} (distance {s.distance})"
+            )
             rows.append({"file": s.file, "outcome": "stored", "design_id": s.design_id,
-                         "nas_path": s.nas_path, "detail": ""})  # fmt: skip
+                         "nas_path": s.nas_path, "detail": detail})  # fmt: skip
         for d in self.duplicates:
             rows.append({"file": d.file, "outcome": f"duplicate ({d.kind})",
                          "design_id": d.duplicate_of, "nas_path": d.nas_path,

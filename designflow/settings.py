@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 MB = 1024 * 1024
@@ -36,6 +36,17 @@ class Settings:
     batch_max_bytes: int
     batch_max_images: int
     limits: ImageLimits
+    # SFTP NAS (used when nas_url is sftp://...): credentials from the environment for the
+    # CLI, or from a designflow NAS block named by `nas_block` for deployments.
+    nas_known_hosts: str = "~/.ssh/known_hosts"
+    nas_key_file: str | None = None
+    nas_password: str | None = field(default=None, repr=False)
+    nas_key_passphrase: str | None = field(default=None, repr=False)
+    nas_block: str | None = None
+    nas_max_connections: int = 10
+    # Near duplicates: phash distance (of 64 bits) and phash+dhash sum that confirms it.
+    near_dup_distance: int = 8
+    near_dup_confirm: int = 26
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +65,14 @@ class Settings:
             batch_max_bytes=int(_number(env, "DESIGNFLOW_BATCH_MAX_MB", 50) * MB),
             batch_max_images=int(_number(env, "DESIGNFLOW_BATCH_MAX_IMAGES", 20)),
             limits=limits,
+            nas_known_hosts=env.get("DESIGNFLOW_NAS_KNOWN_HOSTS") or "~/.ssh/known_hosts",
+            nas_key_file=env.get("DESIGNFLOW_NAS_KEY_FILE") or None,
+            nas_password=env.get("DESIGNFLOW_NAS_PASSWORD") or None,
+            nas_key_passphrase=env.get("DESIGNFLOW_NAS_KEY_PASSPHRASE") or None,
+            nas_block=env.get("DESIGNFLOW_NAS_BLOCK") or None,
+            nas_max_connections=int(_number(env, "DESIGNFLOW_NAS_MAX_CONNECTIONS", 10)),
+            near_dup_distance=int(_number(env, "DESIGNFLOW_NEAR_DUP_DISTANCE", 8)),
+            near_dup_confirm=int(_number(env, "DESIGNFLOW_NEAR_DUP_CONFIRM", 26)),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:

@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from designflow.batching import CandidateFile, plan_batches
 from designflow.catalog import NewDesign
-from designflow.dedup import classify_exact
+from designflow.dedup import classify_exact, classify_near, near_queries
 from designflow.fingerprint import Fingerprint
 from designflow.nas import check_user_id, design_path
 from designflow.report import (
@@ -23,12 +23,19 @@ from designflow.report import (
     StoredDesign,
     UploadReport,
 )
-from tasks.catalog import count_user_designs, find_known_designs, prepare_catalog, record_designs
+from tasks.catalog import (
+    count_user_designs,
+    find_known_designs,
+    find_near_designs,
+    prepare_catalog,
+    record_designs,
+)
 from tasks.files import collect_files
 from tasks.fingerprint import fingerprint_file
 from tasks.nas import upload_to_nas
 from tasks.reporting import UploadProgress, publish_upload_report
-from tasks.resources import current_settings
+from tasks.resources import current_settings, release_nas
+from tasks.retry import io_retry_delays
 
 
 class UploadIncomplete(RuntimeError):
@@ -49,9 +56,12 @@ def upload_designs(
     user_id: str,
     batch_max_mb: float | None = None,
     batch_max_images: int | None = None,
+    allow_near_duplicates: bool = False,
 ) -> dict:
     """Store design files for `user_id`: fingerprint, skip duplicates, upload to the NAS,
-    record in the catalog. `paths` are files or folders (searched recursively)."""
+    record in the catalog. `paths` are files or folders (searched recursively). With
+    `allow_near_duplicates`, designs that resemble existing ones are stored anyway, marked
+    as near duplicates of the design they resemble."""
     logger = get_run_logger()
     check_user_id(user_id)
     settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)
@@ -70,16 +80,20 @@ def upload_designs(
 
     progress = UploadProgress(total=len(files))
     started = time.perf_counter()
-    for index, batch in enumerate(batches, start=1):
-        outcome = process_batch(
-            files=batch,
-            user_id=user_id,
-            batch_index=index,
-            batch_count=len(batches),
-            upload_run_id=run_id,
-        )
-        report.add_batch(outcome)
-        progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
+    try:
+        for index, batch in enumerate(batches, start=1):
+            outcome = process_batch(
+                files=batch,
+                user_id=user_id,
+                batch_index=index,
+                batch_count=len(batches),
+                upload_run_id=run_id,
+                allow_near_duplicates=allow_near_duplicates,
+            )
+            report.add_batch(outcome)
+            progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
+    finally:
+        release_nas()
     report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
     progress.finish(
         f"{len(report.stored)} stored, {len(report.duplicates)} duplicates, "
@@ -103,8 +117,10 @@ def process_batch(
     batch_index: int = 1,
     batch_count: int = 1,
     upload_run_id: str | None = None,
+    allow_near_duplicates: bool = False,
 ) -> BatchReport:
     logger = get_run_logger()
+    settings = current_settings()
     batch_id = uuid.uuid4()
     run_uuid = uuid.UUID(upload_run_id) if upload_run_id else None
     out = BatchReport(batch_index=batch_index, batch_id=str(batch_id))
@@ -132,22 +148,44 @@ def process_batch(
         out.duplicates.append(DuplicateDesign(fp.path, match.id, 0, "exact", match.nas_path))
     for fp, match in dedup.earlier_batch:
         out.duplicates.append(DuplicateDesign(fp.path, match.id, 0, "in-batch", match.nas_path))
+
+    distance, confirm = settings.near_dup_distance, settings.near_dup_confirm
+    near_lookup = find_near_designs(
+        user_id, near_queries(dedup.to_store), distance, return_state=True
+    )
+    if not near_lookup.is_completed():
+        reason = f"catalog unavailable after retries: {_failure_reason(near_lookup)}"
+        out.failed.extend(FailedFile(fp.path, reason) for fp in dedup.to_store)
+        out.failed.extend(FailedFile(c.path, reason) for c, _ in dedup.in_batch)
+        return out
+    near = classify_near(dedup.to_store, near_lookup.result(), distance, confirm)
+    near_of: dict[str, tuple[int | None, str | None, int]] = {}  # sha -> (id, twin sha, distance)
+    if allow_near_duplicates:
+        to_store = list(dedup.to_store)
+        near_of.update({fp.sha256: (m.design_id, None, m.distance) for fp, m in near.near})
+        near_of.update({fp.sha256: (None, twin.sha256, d) for fp, twin, d in near.in_batch})
+    else:
+        to_store = near.to_store
+        for fp, m in near.near:
+            out.duplicates.append(
+                DuplicateDesign(fp.path, m.design_id, m.distance, "near", m.nas_path)
+            )
     t2 = time.perf_counter()
     logger.info(
-        "%s: %d new, %d exact duplicate(s), %d in-batch duplicate(s)",
-        label, len(dedup.to_store), len(dedup.exact), len(dedup.in_batch) + len(dedup.earlier_batch),
+        "%s: %d new, %d exact duplicate(s), %d in-batch duplicate(s), %d near duplicate(s)%s",
+        label, len(to_store), len(dedup.exact), len(dedup.in_batch) + len(dedup.earlier_batch),
+        len(near.near) + len(near.in_batch), " (stored anyway)" if allow_near_duplicates else "",
     )  # fmt: skip
 
-    logger.info("%s: uploading %d image(s) to NAS in parallel", label, len(dedup.to_store))
+    logger.info("%s: uploading %d image(s) to NAS in parallel", label, len(to_store))
+    upload = upload_to_nas.with_options(retry_delay_seconds=io_retry_delays())
     futures = {
-        fp.sha256: upload_to_nas.submit(
-            fp.path, design_path(user_id, fp.sha256, fp.extension), fp.sha256
-        )
-        for fp in dedup.to_store
+        fp.sha256: upload.submit(fp.path, design_path(user_id, fp.sha256, fp.extension), fp.sha256)
+        for fp in to_store
     }
     wait(list(futures.values()))
     on_nas: list[Fingerprint] = []
-    for fp in dedup.to_store:
+    for fp in to_store:
         state = futures[fp.sha256].state
         if state.is_completed():
             on_nas.append(fp)
@@ -160,7 +198,7 @@ def process_batch(
     t3 = time.perf_counter()
 
     # Only files already on the NAS get a row: a row never points at a missing file.
-    rows = [_new_design(fp, user_id, batch_id, run_uuid) for fp in on_nas]
+    rows = [_new_design(fp, user_id, batch_id, run_uuid, near_of.get(fp.sha256)) for fp in on_nas]
     insert = record_designs(rows, return_state=True)
     if not insert.is_completed():
         # The files are on the NAS under their content address; a re-run records them
@@ -168,6 +206,9 @@ def process_batch(
         reason = f"catalog unavailable after retries: {_failure_reason(insert)}"
         out.failed.extend(FailedFile(fp.path, reason) for fp in on_nas)
         out.failed.extend(FailedFile(c.path, reason) for c, _ in dedup.in_batch)
+        out.failed.extend(
+            FailedFile(c.path, reason) for c, _, _ in near.in_batch if not allow_near_duplicates
+        )
         return out
     recorded = insert.result()
     for fp in on_nas:
@@ -197,6 +238,20 @@ def process_batch(
             out.failed.append(
                 FailedFile(copy.path, f"same content as {original.path}, which was not stored")
             )
+    if allow_near_duplicates:
+        ids = {s.sha256: s.design_id for s in out.stored}
+        out.stored = [_with_near(s, near_of.get(s.sha256), ids) for s in out.stored]
+    else:
+        for copy, original, d in near.in_batch:
+            twin = stored_by_sha.get(original.sha256)
+            if twin is not None:
+                out.duplicates.append(
+                    DuplicateDesign(copy.path, twin.design_id, d, "near", twin.nas_path)
+                )
+            else:
+                out.failed.append(
+                    FailedFile(copy.path, f"resembles {original.path}, which was not stored")
+                )
     t4 = time.perf_counter()
 
     out.timings_ms = {
@@ -213,14 +268,30 @@ def process_batch(
 
 
 def _new_design(
-    fp: Fingerprint, user_id: str, batch_id: uuid.UUID, run_id: uuid.UUID | None
+    fp: Fingerprint,
+    user_id: str,
+    batch_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    near: tuple[int | None, str | None, int] | None = None,
 ) -> NewDesign:
     return NewDesign(
         user_id=user_id, sha256=fp.sha256, phash=fp.phash, ahash=fp.ahash, dhash=fp.dhash,
         whash=fp.whash, width=fp.width, height=fp.height, bytes=fp.bytes, format=fp.format,
         original_name=fp.name, nas_path=design_path(user_id, fp.sha256, fp.extension),
-        batch_id=batch_id, flow_run_id=run_id,
+        batch_id=batch_id, flow_run_id=run_id, nd_phash=fp.nd_phash, nd_dhash=fp.nd_dhash,
+        near_duplicate_of=near[0] if near else None,
+        near_duplicate_of_sha256=near[1] if near else None,
+        near_distance=near[2] if near else None,
     )  # fmt: skip
+
+
+def _with_near(
+    stored: StoredDesign, near: tuple[int | None, str | None, int] | None, ids: dict[str, int]
+) -> StoredDesign:
+    if near is None:
+        return stored
+    of = near[0] if near[0] is not None else ids.get(near[1] or "")
+    return StoredDesign(stored.file, stored.design_id, stored.sha256, stored.nas_path, of, near[2])
 
 
 def _failure_reason(state) -> str:

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from designflow.catalog import ExistingDesign, NewDesign, RecordResult
+from designflow.similarity import NearMatch, NearQuery
 from tasks import resources
 from tasks.retry import IO_RETRIES, IO_RETRY_DELAYS, IO_RETRY_JITTER
 
@@ -52,3 +53,9 @@ def count_user_designs(user_id: str) -> int:
 def record_designs(designs: Sequence[NewDesign]) -> RecordResult:
     """One transaction per batch; safe to retry (ON CONFLICT DO NOTHING)."""
     return resources.catalog().record_designs(designs)
+
+
+@task(name="find-near-duplicates", **_db_retry)
+def find_near_designs(user_id: str, queries: Sequence[NearQuery], distance: int) -> list[NearMatch]:
+    """One indexed query for the whole batch over every active design of the user."""
+    return resources.catalog().find_near(user_id, queries, distance)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import paramiko
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.nas import PutResult, SourceChangedError
+from designflow.nas import NasError, PutResult, SourceChangedError
+from designflow.sftp import HostKeyError, NasAuthError
 from tasks import resources
 from tasks.retry import IO_RETRIES, IO_RETRY_DELAYS, IO_RETRY_JITTER
 
@@ -17,10 +19,12 @@ def _is_transient(task, run, state) -> bool:
         state.result()
     except SourceChangedError:
         return False  # the file changed under us: retrying uploads the same wrong bytes
-    except (OSError, EOFError, ConnectionError):
+    except (HostKeyError, NasAuthError):
+        return False  # the same key or credentials fail the same way: say so at once
+    except (OSError, EOFError, ConnectionError, NasError, paramiko.SSHException):
         return True
-    except Exception as exc:  # paramiko's SSHException and friends
-        return type(exc).__name__ in {"SSHException", "NasError", "ChannelException"}
+    except Exception:
+        return False
     return False
 
 

@@ -76,22 +76,40 @@ def catalog(settings: Settings | None = None) -> Catalog:
 
 
 _nas_lock = threading.Lock()
-_nas_by_url: dict[str, Nas] = {}
+_nas_by_key: dict[tuple, Nas] = {}
 
 
 def nas(settings: Settings | None = None) -> Nas:
-    """One NAS client per URL and process, so connection pools are shared by every task."""
+    """One NAS client per configuration and process, so the SFTP connection pool is shared
+    by every task, batch and run in the process."""
     settings = settings or current_settings()
+    key = (settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts)
     with _nas_lock:
-        client = _nas_by_url.get(settings.nas_url)
+        client = _nas_by_key.get(key)
         if client is None:
-            client = nas_from_url(settings.nas_url)
-            _nas_by_url[settings.nas_url] = client
+            if settings.nas_block:
+                from tasks.blocks import SftpNasBlock
+
+                client = SftpNasBlock.load(settings.nas_block).nas()
+            else:
+                client = nas_from_url(settings.nas_url, settings)
+            _nas_by_key[key] = client
         return client
+
+
+def release_nas(settings: Settings | None = None) -> None:
+    """End of a run: close idle NAS connections (the pool itself stays usable)."""
+    settings = settings or current_settings()
+    key = (settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts)
+    with _nas_lock:
+        client = _nas_by_key.get(key)
+    if client is not None:
+        client.release()
 
 
 def close_all() -> None:
     with _nas_lock:
-        for client in _nas_by_url.values():
-            client.close()
-        _nas_by_url.clear()
+        clients = list(_nas_by_key.values())
+        _nas_by_key.clear()
+    for client in clients:
+        client.close()

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from designflow.catalog import Catalog, NewDesign
+from designflow.catalog import MIGRATIONS_DIR, Catalog, NewDesign
 from designflow.dedup import classify_exact
 from designflow.fingerprint import Fingerprint
 
@@ -32,9 +32,11 @@ def catalog(database_url: str) -> Catalog:
 
 def test_migrations_apply_once(database_url: str) -> None:
     cat = Catalog(database_url)
-    assert cat.migrate() == ["0001_design_images"]
+    expected = sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))
+    assert expected[:2] == ["0001_design_images", "0002_near_duplicates"]
+    assert cat.migrate() == expected
     assert cat.migrate() == []
-    assert cat.applied_migrations() == ["0001_design_images"]
+    assert cat.applied_migrations() == expected
 
 
 def test_concurrent_migrations_do_not_collide(database_url: str) -> None:
@@ -53,7 +55,7 @@ def test_concurrent_migrations_do_not_collide(database_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 1]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, len(list(MIGRATIONS_DIR.glob("*.sql")))]
 
 
 def test_schema_has_required_columns_and_indexes(catalog: Catalog) -> None:

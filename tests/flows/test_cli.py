@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from designflow.catalog import MIGRATIONS_DIR
 from designflow.cli import main
 from tests import images
 from tests.conftest import DesignflowEnv
@@ -82,7 +83,8 @@ def test_real_process_on_temporary_prefect_server(
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
-    assert "schema at 0001_design_images" in migrate.stdout
+    latest = sorted(MIGRATIONS_DIR.glob("*.sql"))[-1].stem
+    assert f"schema at {latest}" in migrate.stdout
     run = subprocess.run(
         [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", "proc", "--json"],
         env=env, capture_output=True, text=True, timeout=300,

@@ -1,0 +1,108 @@
+"""Near-duplicate search with full recall: multi-index hashing over 64-bit perceptual hashes.
+
+The 64-bit near-duplicate hash is split into 3 chunks (21, 21 and 22 bits). If two hashes
+differ in at most T bits, some chunk differs in at most floor(T / 3) bits (pigeonhole), so
+probing every chunk value within that radius and verifying the full distance finds every
+match a full scan would find. At T = 8 the radius is 2: 254-277 probe values per chunk and,
+at a million designs, a few hundred candidates per query instead of a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+MASK64 = (1 << 64) - 1
+CHUNK_BITS = (21, 21, 22)
+CHUNK_SHIFTS = (43, 22, 0)
+DEFAULT_DISTANCE = 8
+# phash + dhash distance above which a phash match is treated as a coincidence; chosen from
+# the quality benchmark (bench/near_duplicates.py): transformed copies stay below ~20,
+# distinct designs that happen to be within 8 bits of phash lie far above.
+DEFAULT_CONFIRM_SUM = 26
+
+
+def unsigned(value: int) -> int:
+    return value & MASK64
+
+
+def signed(value: int) -> int:
+    value &= MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def hamming(a: int, b: int) -> int:
+    return ((a ^ b) & MASK64).bit_count()
+
+
+def chunks(value: int) -> tuple[int, int, int]:
+    u = unsigned(value)
+    return tuple(
+        (u >> shift) & ((1 << bits) - 1)
+        for shift, bits in zip(CHUNK_SHIFTS, CHUNK_BITS, strict=True)
+    )  # type: ignore[return-value]
+
+
+def radius_for(distance: int) -> int:
+    return max(0, distance) // len(CHUNK_BITS)
+
+
+@lru_cache(maxsize=16)
+def _masks(bits: int, radius: int) -> tuple[int, ...]:
+    out = [0]
+    for r in range(1, radius + 1):
+        for positions in combinations(range(bits), r):
+            mask = 0
+            for p in positions:
+                mask |= 1 << p
+            out.append(mask)
+    return tuple(out)
+
+
+def probe_values(value: int, distance: int) -> list[tuple[int, int]]:
+    """(chunk index, chunk value) pairs to look up for one query hash."""
+    radius = radius_for(distance)
+    out: list[tuple[int, int]] = []
+    for index, (chunk, bits) in enumerate(zip(chunks(value), CHUNK_BITS, strict=True)):
+        out.extend((index, chunk ^ mask) for mask in _masks(bits, radius))
+    return out
+
+
+@dataclass(frozen=True)
+class NearQuery:
+    """One hash to look for: `key` identifies the new design, `flipped` its mirror image."""
+
+    key: int
+    phash: int
+    dhash: int
+    flipped: bool = False
+
+
+@dataclass(frozen=True)
+class NearMatch:
+    key: int
+    design_id: int
+    distance: int  # phash Hamming distance
+    confirm: int  # phash + dhash distance
+    flipped: bool
+    nas_path: str = ""
+
+
+def is_near(phash_distance: int, dhash_distance: int, distance: int, confirm_sum: int) -> bool:
+    return phash_distance <= distance and phash_distance + dhash_distance <= confirm_sum
+
+
+def best_matches(matches: Iterable[NearMatch]) -> dict[int, NearMatch]:
+    """The closest match per query key (ties: the oldest design)."""
+    best: dict[int, NearMatch] = {}
+    for m in matches:
+        current = best.get(m.key)
+        if current is None or (m.distance, m.confirm, m.design_id) < (
+            current.distance,
+            current.confirm,
+            current.design_id,
+        ):
+            best[m.key] = m
+    return best

@@ -1,0 +1,191 @@
+"""Near-duplicate search: the indexed query gives exactly the full scan's answers."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from designflow.catalog import MIGRATIONS_DIR, Catalog, NewDesign
+from designflow.dedup import classify_near, near_pair, near_queries
+from designflow.fingerprint import fingerprint_design
+from designflow.similarity import (
+    CHUNK_BITS,
+    NearQuery,
+    chunks,
+    hamming,
+    probe_values,
+    radius_for,
+    signed,
+)
+from tests import images
+
+T = 8
+
+
+def flip_bits(value: int, count: int, rng: random.Random) -> int:
+    for bit in rng.sample(range(64), count):
+        value ^= 1 << bit
+    return signed(value)
+
+
+def design_row(user: str, n: int, nd_phash: int, nd_dhash: int = 0) -> NewDesign:
+    digest = f"{n:064x}"
+    return NewDesign(
+        user_id=user, sha256=digest, phash=nd_phash, ahash=0, dhash=nd_dhash, whash=0,
+        width=10, height=10, bytes=100, format="PNG", original_name=f"{n}.png",
+        nas_path=f"users/{user}/designs/{digest[:2]}/{digest}.png", batch_id=uuid.uuid4(),
+        flow_run_id=None, nd_phash=nd_phash, nd_dhash=nd_dhash,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def catalog(database_url: str) -> Catalog:
+    cat = Catalog(database_url)
+    cat.migrate()
+    return cat
+
+
+def test_pigeonhole_probes_cover_every_pair_within_t() -> None:
+    rng = random.Random(1)
+    for _ in range(2000):
+        a = signed(rng.getrandbits(64))
+        d = rng.randint(0, T)
+        b = flip_bits(a, d, rng)
+        probes = set(probe_values(a, T))
+        assert any((i, c) in probes for i, c in enumerate(chunks(b)))
+    assert sum(CHUNK_BITS) == 64 and radius_for(8) == 2
+
+
+def test_indexed_search_equals_full_scan_random_and_clustered(catalog: Catalog) -> None:
+    rng = random.Random(7)
+    rows, n = [], 0
+    centers = [signed(rng.getrandbits(64)) for _ in range(5)]
+    for _ in range(4000):  # random history
+        n += 1
+        rows.append(design_row("alice", n, signed(rng.getrandbits(64))))
+    for center in centers:  # clusters: many designs with similar hashes
+        for _ in range(300):
+            n += 1
+            rows.append(design_row("alice", n, flip_bits(center, rng.randint(0, 14), rng)))
+    catalog.copy_designs(rows)
+
+    queries = [NearQuery(i, flip_bits(c, rng.randint(0, 3), rng), 0) for i, c in enumerate(centers)]
+    queries += [NearQuery(10 + i, signed(rng.getrandbits(64)), 0) for i in range(15)]
+    found = catalog.find_near("alice", queries, T)
+    for q in queries:
+        indexed = sorted((m.design_id, m.distance) for m in found if m.key == q.key)
+        assert indexed == catalog.full_scan_near("alice", q.phash, T), q.key
+    assert sum(1 for m in found if m.key < 10) > 100  # the clusters really were searched
+
+
+def test_distance_boundary(catalog: Catalog) -> None:
+    rng = random.Random(3)
+    query = signed(rng.getrandbits(64))
+    planted = {d: flip_bits(query, d, rng) for d in (T - 1, T, T + 1)}
+    catalog.copy_designs(design_row("bob", i, h) for i, h in enumerate(planted.values(), start=1))
+    found = {m.distance for m in catalog.find_near("bob", [NearQuery(0, query, 0)], T)}
+    assert found == {T - 1, T}
+
+
+def test_users_isolated_and_inactive_ignored(catalog: Catalog) -> None:
+    h = signed(random.Random(5).getrandbits(64))
+    catalog.copy_designs(
+        [design_row("carol", 1, h), design_row("dave", 2, h), design_row("carol", 3, h ^ 1)]
+    )
+    assert {m.design_id for m in catalog.find_near("carol", [NearQuery(0, h, 0)], T)} == {1, 3}
+    assert catalog.deactivate("carol", [1]) == 1
+    assert {m.design_id for m in catalog.find_near("carol", [NearQuery(0, h, 0)], T)} == {3}
+    assert catalog.find_near("erin", [NearQuery(0, h, 0)], T) == []
+
+
+def _variants(tmp_path: Path, seed: int) -> dict[str, Path]:
+    art = images.design(seed, (800, 960))
+    out = {}
+    out["original"] = tmp_path / "original.png"
+    art.save(out["original"])
+    out["flipped"] = tmp_path / "flipped.png"
+    art.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(out["flipped"])
+    canvas = Image.new("RGBA", (1200, 1300), (0, 0, 0, 0))
+    canvas.paste(art, (150, 200))
+    out["canvas"] = tmp_path / "canvas.png"
+    canvas.save(out["canvas"])
+    out["resized"] = tmp_path / "resized.jpg"
+    images.flatten(art).resize((400, 480)).save(out["resized"], quality=80)
+    out["other"] = tmp_path / "other.png"
+    images.design(seed + 1000, (800, 960)).save(out["other"])
+    return out
+
+
+def test_flipped_and_extra_canvas_copies_are_near(tmp_path: Path) -> None:
+    files = _variants(tmp_path, 11)
+    fps = {k: fingerprint_design(p) for k, p in files.items()}
+    for name in ("flipped", "canvas", "resized"):
+        assert near_pair(fps[name], fps["original"], T, 26) is not None, name
+    assert near_pair(fps["other"], fps["original"], T, 26) is None
+    # The plain phash misses the canvas copy: trimming is what finds it.
+    assert hamming(fps["canvas"].phash, fps["original"].phash) > T
+
+
+def test_within_batch_near_duplicates() -> None:
+    from designflow.fingerprint import Fingerprint
+
+    def fp(name: str, ph: int) -> Fingerprint:
+        return Fingerprint(name, name, name * 64 if len(name) == 1 else "0" * 64, 1, "PNG", 1, 1, 0, 0, 0, 0,
+                           nd_phash=ph, nd_dhash=0, nd_phash_flip=~ph, nd_dhash_flip=0)  # fmt: skip
+
+    a, b, c = fp("a", 0x0F0F), fp("b", 0x0F0F ^ 0b111), fp("c", signed(0xFFFF_0000_FFFF_0000))
+    out = classify_near([a, b, c], [], T, 26)
+    assert [f.name for f in out.to_store] == ["a", "c"]
+    assert [(x.name, y.name, d) for x, y, d in out.in_batch] == [("b", "a", 3)]
+    assert len(near_queries([a, b])) == 4  # each design is also queried mirrored
+
+
+def test_migration_adds_columns_without_losing_rows_and_backfill(
+    database_url: str, tmp_path: Path
+) -> None:
+    from designflow.backfill import backfill_near_hashes
+    from designflow.nas import LocalNas, design_path
+    from designflow.settings import ImageLimits
+
+    only_first = tmp_path / "m"
+    only_first.mkdir()
+    shutil.copy(MIGRATIONS_DIR / "0001_design_images.sql", only_first)
+    catalog = Catalog(database_url)
+    assert catalog.migrate(only_first) == ["0001_design_images"]
+
+    nas = LocalNas(tmp_path / "nas")
+    src = tmp_path / "canvas.png"
+    canvas = Image.new("RGBA", (1200, 1300), (0, 0, 0, 0))
+    canvas.paste(images.design(12, (800, 960)), (150, 200))
+    canvas.save(src)
+    fp = fingerprint_design(src)
+    path = design_path("old", fp.sha256, "png")
+    nas.put_file(src, path, fp.sha256)
+    with catalog.connect() as conn:
+        conn.execute(
+            "INSERT INTO design_images (user_id, sha256, phash, ahash, dhash, whash, width, height,"
+            " bytes, format, original_name, nas_path, batch_id) VALUES"
+            " ('old', %s, %s, 0, %s, 0, 1200, 1300, 10, 'PNG', 'canvas.png', %s, gen_random_uuid())",
+            (fp.sha256, fp.phash, fp.dhash, path),
+        )
+
+    assert catalog.migrate() == ["0002_near_duplicates"]
+    (row,) = catalog.designs_of_user("old")
+    with catalog.connect() as conn:
+        nd, version = conn.execute(
+            "SELECT nd_phash, nd_version FROM design_images WHERE id = %s", (row["id"],)
+        ).fetchone()
+    assert (nd, version) == (fp.phash, 0)  # stand-in until backfilled
+
+    result = backfill_near_hashes(catalog, nas, ImageLimits())
+    assert result.updated == 1 and result.missing == []
+    with catalog.connect() as conn:
+        nd, version = conn.execute(
+            "SELECT nd_phash, nd_version FROM design_images WHERE id = %s", (row["id"],)
+        ).fetchone()
+    assert (nd, version) == (fp.nd_phash, 1)

@@ -1,0 +1,181 @@
+"""The SFTP NAS against a real server on 127.0.0.1 (OpenSSH sshd when installed, else asyncssh)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from designflow.nas import design_path
+from designflow.sftp import (
+    HostKeyError,
+    NasAuthError,
+    SftpCredentials,
+    SftpNas,
+    SftpPool,
+    SftpTarget,
+)
+from tests.sftp_servers import AsyncSshServer, start_sftp_server
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = start_sftp_server(tmp_path / "sftp")
+    yield srv
+    srv.stop()
+
+
+def make_nas(srv, max_connections: int = 10, **creds) -> SftpNas:
+    target = SftpTarget.from_url(srv.url)
+    credentials = SftpCredentials(
+        known_hosts=creds.get("known_hosts", srv.known_hosts),
+        key_file=creds.get("key_file", srv.key_file),
+    )
+    return SftpNas(target, SftpPool(target, credentials, max_connections=max_connections))
+
+
+def source_files(folder: Path, count: int, size: int = 200_000) -> list[Path]:
+    """Distinct contents per folder and index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        p = folder / f"src {i} ✓.png"
+        p.write_bytes(hashlib.sha256(f"{folder}/{i}".encode()).digest() * (size // 32))
+        out.append(p)
+    return out
+
+
+def put(nas: SftpNas, src: Path, user: str = "u1"):
+    data = src.read_bytes()
+    return nas.put_file(src, design_path(user, sha(data), "png"), sha(data))
+
+
+def test_upload_atomic_and_idempotent(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    (src,) = source_files(tmp_path / "in", 1)
+    first = put(nas, src)
+    assert first.written
+    assert nas.read_bytes(first.path) == src.read_bytes()
+    assert (server.root / first.path).read_bytes() == src.read_bytes()
+    second = put(nas, src)
+    assert not second.written
+    assert nas.list_files() == [first.path]  # no temporary file left behind
+    nas.close()
+
+
+def test_pool_reuses_one_connection(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    for src in source_files(tmp_path / "in", 10, size=10_000):
+        put(nas, src)
+    assert nas.pool.handshakes == 1
+    nas.close()
+
+
+def test_connection_cap_under_20_concurrent_uploads(server, tmp_path: Path) -> None:
+    nas = make_nas(server, max_connections=4)
+    files = source_files(tmp_path / "in", 20)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda f: put(nas, f), files))
+    assert all(r.written for r in results)
+    assert nas.pool.peak_open <= 4
+    assert 1 <= nas.pool.handshakes <= 4
+    assert len(nas.list_files()) == 20
+    nas.close()
+
+
+def test_stale_connection_replaced_after_restart(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    a, b = source_files(tmp_path / "in", 2)
+    put(nas, a)
+    server.restart()  # the pooled connection is now dead
+    assert put(nas, b).written  # replaced without failing the upload
+    assert nas.pool.handshakes == 2
+    nas.close()
+
+
+def test_unknown_and_changed_host_keys_refused(server, tmp_path: Path) -> None:
+    (src,) = source_files(tmp_path / "in", 1)
+    changed = make_nas(server, known_hosts=server.wrong_known_hosts)
+    with pytest.raises(HostKeyError, match="does not match"):
+        put(changed, src)
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    unknown = make_nas(server, known_hosts=str(empty))
+    with pytest.raises(HostKeyError, match="unknown"):
+        put(unknown, src)
+    assert list(server.root.rglob("*.png")) == []
+
+
+def test_wrong_credentials_clear_error(server, tmp_path: Path) -> None:
+    (src,) = source_files(tmp_path / "in", 1)
+    nas = make_nas(server, key_file=server.wrong_key_file)
+    with pytest.raises(NasAuthError, match="refused the credentials"):
+        put(nas, src)
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path, server) -> None:
+    server.stop()
+    nas = make_nas(server)
+    (src,) = source_files(tmp_path / "in", 1)
+    with pytest.raises(Exception, match="cannot reach the NAS"):
+        put(nas, src)
+
+
+def test_failure_mid_file_leaves_nothing_under_final_name(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    (src,) = source_files(tmp_path / "in", 1, size=2_000_000)
+    data = src.read_bytes()
+    dest = design_path("u1", sha(data), "png")
+    with pytest.raises(Exception, match="changed after it was fingerprinted"):
+        nas.put_file(src, dest, sha(b"something else"))
+    assert not nas.exists(dest)
+    assert nas.list_files() == []  # the temporary file was cleaned up too
+    nas.close()
+
+
+def test_names_with_spaces_and_unicode(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    (src,) = source_files(tmp_path / "in", 1)
+    dest = "users/u1/designs/ab/design with space ✓ é.png"
+    assert nas.put_file(src, dest, sha(src.read_bytes())).written
+    assert nas.read_bytes(dest) == src.read_bytes()
+    nas.close()
+
+
+def test_idle_connections_closed_at_end_of_run(server, tmp_path: Path) -> None:
+    nas = make_nas(server)
+    files = source_files(tmp_path / "in", 8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda f: put(nas, f), files))
+    assert nas.pool.open_now >= 1
+    nas.release()
+    assert nas.pool.open_now == 0
+    assert put(nas, source_files(tmp_path / "more", 1, size=1000)[0]).written  # still usable
+    nas.close()
+
+
+def test_asyncssh_fallback_server_works(tmp_path: Path) -> None:
+    """The in-process server used where sshd is missing is itself a working NAS."""
+    srv = AsyncSshServer(tmp_path / "a")
+    srv.start()
+    try:
+        nas = make_nas(srv)
+        files = source_files(tmp_path / "in", 3)
+        threads = [threading.Thread(target=put, args=(nas, f)) for f in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(nas.list_files()) == 3
+        srv.restart()
+        assert put(nas, source_files(tmp_path / "more", 1)[0]).written
+        nas.close()
+    finally:
+        srv.stop()

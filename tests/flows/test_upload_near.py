@@ -1,0 +1,80 @@
+"""Near duplicates in the upload flow: against history, within a batch, and stored anyway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from designflow.catalog import Catalog
+from flows.upload import upload_designs
+from tests import images
+from tests.conftest import DesignflowEnv
+
+
+def variants(folder: Path, seed: int) -> tuple[Path, Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    art = images.design(seed, (800, 960))
+    original = folder / "original.png"
+    art.save(original)
+    flipped = folder / "flipped.png"
+    art.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
+    canvas = Image.new("RGBA", (1100, 1200), (0, 0, 0, 0))
+    canvas.paste(art, (120, 90))
+    padded = folder / "padded.png"
+    canvas.save(padded)
+    return original, flipped, padded
+
+
+def test_near_duplicates_of_history_are_reported(designflow_env: DesignflowEnv) -> None:
+    original, flipped, padded = variants(designflow_env.inputs / "v", seed=21)
+    first = upload_designs(paths=[str(original)], user_id="nina")
+    (stored,) = first["stored"]
+    other = images.write_png(designflow_env.inputs / "other.png", seed=22)
+
+    second = upload_designs(paths=[str(flipped), str(padded), str(other)], user_id="nina")
+    near = {Path(d["file"]).name: d for d in second["duplicates"]}
+    assert set(near) == {"flipped.png", "padded.png"}
+    for d in near.values():
+        assert d["kind"] == "near" and d["duplicate_of"] == stored["design_id"]
+        assert d["nas_path"] == stored["nas_path"] and 0 <= d["distance"] <= 8
+    assert [Path(s["file"]).name for s in second["stored"]] == ["other.png"]
+    assert Catalog(designflow_env.database_url).count_designs("nina") == 2
+
+
+def test_near_duplicates_within_a_batch(designflow_env: DesignflowEnv) -> None:
+    original, flipped, padded = variants(designflow_env.inputs / "w", seed=23)
+    report = upload_designs(paths=[str(original), str(flipped), str(padded)], user_id="olga")
+    assert [Path(s["file"]).name for s in report["stored"]] == ["original.png"]
+    assert {d["kind"] for d in report["duplicates"]} == {"near"}
+    assert {d["duplicate_of"] for d in report["duplicates"]} == {report["stored"][0]["design_id"]}
+
+
+def test_allow_near_duplicates_stores_them_marked(designflow_env: DesignflowEnv) -> None:
+    original, flipped, padded = variants(designflow_env.inputs / "x", seed=24)
+    first = upload_designs(paths=[str(original)], user_id="pia")
+    original_id = first["stored"][0]["design_id"]
+    report = upload_designs(
+        paths=[str(flipped), str(padded)], user_id="pia", allow_near_duplicates=True
+    )
+    assert report["duplicates"] == []
+    assert {s["near_duplicate_of"] for s in report["stored"]} == {original_id}
+    rows = {
+        r["original_name"]: r for r in Catalog(designflow_env.database_url).designs_of_user("pia")
+    }
+    with Catalog(designflow_env.database_url).connect() as conn:
+        marks = dict(
+            conn.execute(
+                "SELECT original_name, near_duplicate_of FROM design_images WHERE user_id = 'pia'"
+            ).fetchall()
+        )
+    assert marks == {"original.png": None, "flipped.png": original_id, "padded.png": original_id}
+    assert len(rows) == 3
+
+
+def test_inactive_designs_do_not_count(designflow_env: DesignflowEnv) -> None:
+    original, flipped, _ = variants(designflow_env.inputs / "y", seed=25)
+    first = upload_designs(paths=[str(original)], user_id="quinn")
+    Catalog(designflow_env.database_url).deactivate("quinn", [first["stored"][0]["design_id"]])
+    report = upload_designs(paths=[str(flipped)], user_id="quinn")
+    assert len(report["stored"]) == 1 and report["duplicates"] == []

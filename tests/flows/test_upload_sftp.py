@@ -1,0 +1,109 @@
+"""upload_designs into a real SFTP server on 127.0.0.1, including the server dying mid-run."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from designflow.catalog import Catalog
+from flows.upload import UploadIncomplete, upload_designs
+from tests import images
+from tests.conftest import DesignflowEnv
+from tests.sftp_servers import start_sftp_server
+
+
+@pytest.fixture
+def sftp_env(designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch):
+    server = start_sftp_server(tmp_path / "sftp")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    yield designflow_env, server
+    server.stop()
+
+
+def final_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+
+
+def assert_consistent(env: DesignflowEnv, root: Path, user: str) -> list[dict]:
+    """Every catalog row has its file, every file under a final name has its content."""
+    rows = Catalog(env.database_url).designs_of_user(user)
+    files = final_files(root)
+    assert sorted(str(root / r["nas_path"]) for r in rows) == [str(f) for f in files]
+    for f in files:
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == f.stem
+    return rows
+
+
+def test_upload_over_sftp(sftp_env) -> None:
+    env, server = sftp_env
+    folder = env.inputs / "s"
+    folder.mkdir()
+    for i in range(6):
+        images.write_png(folder / f"design {i} ✓.png", seed=300 + i)
+    report = upload_designs(paths=[str(folder)], user_id="sftp-user")
+    assert len(report["stored"]) == 6
+    assert len(assert_consistent(env, server.root, "sftp-user")) == 6
+
+    again = upload_designs(paths=[str(folder)], user_id="sftp-user")
+    assert again["stored"] == [] and len(again["duplicates"]) == 6
+    assert len(final_files(server.root)) == 6
+
+
+def test_server_killed_mid_run_then_back(sftp_env, monkeypatch) -> None:
+    env, server = sftp_env
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.5")  # retries over ~3.5 s
+    folder = env.inputs / "k"
+    folder.mkdir()
+    for i in range(8):
+        images.noisy_png(folder / f"k{i}.png", seed=400 + i, size=(900, 900))
+    catalog = Catalog(env.database_url)
+    result: dict = {}
+
+    def run() -> None:
+        result["state"] = upload_designs(
+            paths=[str(folder)], user_id="kill", batch_max_images=4, return_state=True
+        )
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while catalog_count(catalog, "kill") < 4 and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.kill()  # batch 1 is recorded; batch 2 meets a dead server and dead pooled connections
+    time.sleep(1.0)
+    server.start()
+    worker.join(180)
+    state = result["state"]
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert len(report["stored"]) == 8 and report["failed"] == []
+    assert len(assert_consistent(env, server.root, "kill")) == 8
+
+    rerun = upload_designs(paths=[str(folder)], user_id="kill")
+    assert rerun["stored"] == [] and len(rerun["duplicates"]) == 8
+    assert len(assert_consistent(env, server.root, "kill")) == 8
+
+
+def catalog_count(catalog: Catalog, user: str) -> int:
+    try:
+        return catalog.count_designs(user)
+    except Exception:
+        return 0  # the schema may not exist yet
+
+
+def test_wrong_host_key_fails_clearly(sftp_env, monkeypatch) -> None:
+    env, server = sftp_env
+    monkeypatch.setenv("DESIGNFLOW_NAS_KNOWN_HOSTS", server.wrong_known_hosts)
+    path = images.write_png(env.inputs / "h.png", seed=500)
+    state = upload_designs(paths=[str(path)], user_id="hostkey", return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, UploadIncomplete)
+    assert "does not match known_hosts" in error.report["failed"][0]["reason"]
+    assert final_files(server.root) == []
+    assert Catalog(env.database_url).count_designs("hostkey") == 0
