@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from designflow.nas import design_path
-from designflow.sftp import SftpCredentials, SftpNas, SftpPool, SftpTarget
+from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
 from tests.sftp_servers import SSHD, OpenSshServer
 
 
@@ -37,10 +37,11 @@ def make_files(folder: Path, count: int, size: int, tag: str) -> list[tuple[Path
     return out
 
 
-def new_nas(server: OpenSshServer, connections: int = 10) -> SftpNas:
+def new_nas(server: OpenSshServer, connections: int = 10, processes: int = 0) -> SftpNas:
     target = SftpTarget.from_url(server.url)
     creds = SftpCredentials(known_hosts=server.known_hosts, key_file=server.key_file)
-    return SftpNas(target, SftpPool(target, creds, max_connections=connections))
+    pool = SftpPool(target, creds, max_connections=connections)
+    return ProcessSftpNas(target, pool, processes) if processes else SftpNas(target, pool)
 
 
 def run_openssh(server: OpenSshServer, files: list[tuple[Path, str]], dest: Path) -> float:
@@ -79,26 +80,40 @@ def main() -> None:
     try:
         files = make_files(work / "src", args.files, int(args.mb * 1024 * 1024), "big")
         total_mb = sum(p.stat().st_size for p, _ in files) / 1e6
-        ours, theirs = [], []
-        nas = new_nas(server)
+        theirs, ours, threads_only = [], [], []
+        nas = new_nas(server, processes=2)  # the default configuration
+        in_thread = new_nas(server)  # DESIGNFLOW_NAS_UPLOAD_PROCESSES=0
+        run_designflow(nas, files[:2], "warm")  # worker processes start once per run
         for r in range(args.rounds):
             shutil.rmtree(server.root, ignore_errors=True)
             server.root.mkdir()
+            for n in (nas, in_thread):
+                n._forget_dirs()  # the folders were removed under them
             theirs.append(run_openssh(server, files, server.root / "openssh"))
             ours.append(run_designflow(nas, files, f"round{r}"))
+            threads_only.append(run_designflow(in_thread, files, f"thread{r}"))
             print(
-                f"  round {r + 1}: sftp -b {total_mb / theirs[-1]:6.1f} MB/s, designflow {total_mb / ours[-1]:6.1f} MB/s"
+                f"  round {r + 1}: sftp -b {total_mb / theirs[-1]:6.1f} MB/s,"
+                f" designflow {total_mb / ours[-1]:6.1f} MB/s, in-thread {total_mb / threads_only[-1]:6.1f} MB/s"
             )
-        a, b = statistics.median(theirs), statistics.median(ours)
+        a, b, c = (
+            statistics.median(theirs),
+            statistics.median(ours),
+            statistics.median(threads_only),
+        )
         print(f"{args.files} files x {args.mb:g} MB over loopback, {args.rounds} rounds (medians)")
-        print(f"OpenSSH sftp -b         : {total_mb / a:7.1f} MB/s")
+        print(f"OpenSSH sftp -b                      : {total_mb / a:7.1f} MB/s")
         print(
-            f"designflow (4 workers)  : {total_mb / b:7.1f} MB/s   ratio {a / b:.2f}x of OpenSSH (target >= 0.9)"
+            f"designflow (4 tasks, 2 upload procs) : {total_mb / b:7.1f} MB/s  = {a / b:.2f}x OpenSSH (target >= 0.9)"
         )
         print(
-            f"handshakes for all rounds: {nas.pool.handshakes} (pool of {nas.pool.max_connections})"
+            f"designflow in-thread, 4 connections  : {total_mb / c:7.1f} MB/s  = {a / c:.2f}x OpenSSH"
+        )
+        print(
+            f"in-thread handshakes, all rounds     : {in_thread.pool.handshakes} (pool of {in_thread.pool.max_connections})"
         )
         nas.close()
+        in_thread.close()
 
         small = make_files(work / "small", 41, 64 * 1024, "small")
         pooled = new_nas(server)

@@ -30,11 +30,14 @@ class SourceChangedError(Exception):
     """The file on disk no longer has the content that was fingerprinted."""
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
-        self.path = path
+        self.path, self.expected, self.actual = path, expected, actual
         super().__init__(
             f"{path}: file changed after it was fingerprinted (sha256 {actual[:12]}…, "
             f"expected {expected[:12]}…)"
         )
+
+    def __reduce__(self):  # travels back from an upload worker process intact
+        return (type(self), (self.path, self.expected, self.actual))
 
 
 class InvalidUserId(ValueError):
@@ -182,7 +185,7 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
     if parsed.scheme == "file":
         return LocalNas(unquote(parsed.path))
     if parsed.scheme == "sftp":
-        from designflow.sftp import SftpCredentials, SftpNas, SftpPool, SftpTarget
+        from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
 
         settings = settings or Settings.from_env()
         target = SftpTarget.from_url(url)
@@ -192,5 +195,8 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
             key_file=settings.nas_key_file,
             key_passphrase=settings.nas_key_passphrase,
         )
-        return SftpNas(target, SftpPool(target, credentials, settings.nas_max_connections))
+        pool = SftpPool(target, credentials, settings.nas_max_connections)
+        if settings.nas_upload_processes > 0:
+            return ProcessSftpNas(target, pool, settings.nas_upload_processes)
+        return SftpNas(target, pool)
     raise NasError(f"unsupported NAS URL scheme {parsed.scheme!r} (use file:// or sftp://)")

@@ -44,6 +44,8 @@ class Settings:
     nas_key_passphrase: str | None = field(default=None, repr=False)
     nas_block: str | None = None
     nas_max_connections: int = 10
+    # Worker processes that run SFTP uploads (0: in the task's own thread).
+    nas_upload_processes: int = 2
     # Near duplicates: phash distance (of 64 bits) and phash+dhash sum that confirms it.
     near_dup_distance: int = 8
     near_dup_confirm: int = 26
@@ -71,6 +73,7 @@ class Settings:
             nas_key_passphrase=env.get("DESIGNFLOW_NAS_KEY_PASSPHRASE") or None,
             nas_block=env.get("DESIGNFLOW_NAS_BLOCK") or None,
             nas_max_connections=int(_number(env, "DESIGNFLOW_NAS_MAX_CONNECTIONS", 10)),
+            nas_upload_processes=_count(env, "DESIGNFLOW_NAS_UPLOAD_PROCESSES", 2),
             near_dup_distance=int(_number(env, "DESIGNFLOW_NEAR_DUP_DISTANCE", 8)),
             near_dup_confirm=int(_number(env, "DESIGNFLOW_NEAR_DUP_CONFIRM", 26)),
         )
@@ -99,4 +102,17 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
     return value

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED
+from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from designflow.nas import CHUNK, NasError, PutResult, copy_verified
 
@@ -112,6 +112,7 @@ class _Connection:
         self.sftp = sftp
         self.fsync_supported = True
         self.used = 0
+        self.write_size = _write_size(sftp)
 
     def alive(self) -> bool:
         return self.transport.is_active() and not self.sftp.sock.closed
@@ -298,6 +299,25 @@ class SftpPool:
         return len(idle)
 
 
+# SFTP guarantees 32 KB writes; OpenSSH announces larger ones through limits@openssh.com,
+# and fewer, larger requests cost paramiko less Python per byte (measured +15-25% MB/s).
+_MIN_WRITE = 32 * 1024
+_MAX_WRITE = 255 * 1024
+
+
+def _write_size(sftp: paramiko.SFTPClient) -> int:
+    try:
+        kind, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
+    except (OSError, paramiko.SSHException):
+        return _MIN_WRITE  # extension not offered
+    if kind != CMD_EXTENDED_REPLY or msg is None:
+        return _MIN_WRITE
+    msg.get_int64()  # max packet length
+    msg.get_int64()  # max read length
+    max_write = msg.get_int64()
+    return max(_MIN_WRITE, min(_MAX_WRITE, max_write or _MIN_WRITE))
+
+
 def _base_type(key_type: str) -> str:
     # rsa-sha2-256/512 are signature algorithms of an ssh-rsa key
     return "ssh-rsa" if key_type.startswith("rsa-sha2") else key_type
@@ -340,10 +360,23 @@ class SftpNas:
         if existing is not None and existing.st_size == size:
             return PutResult(dest, written=False, bytes=size)
         folder = posixpath.dirname(final)
-        self._ensure_dir(sftp, folder)
+        try:
+            self._ensure_dir(sftp, folder)
+        except FileNotFoundError:
+            # A folder we made earlier in the run was removed behind our back: start over.
+            self._forget_dirs()
+            self._ensure_dir(sftp, folder)
         temp = posixpath.join(folder, f".{posixpath.basename(final)}.{uuid.uuid4().hex}.part")
         try:
-            with open(source, "rb") as src, sftp.open(temp, "wb", bufsize=CHUNK) as remote:
+            remote_file = sftp.open(temp, "wb", bufsize=CHUNK)
+        except FileNotFoundError:
+            # The folder was removed behind our back since we made it: make it again.
+            self._forget_dirs()
+            self._ensure_dir(sftp, folder)
+            remote_file = sftp.open(temp, "wb", bufsize=CHUNK)
+        try:
+            with open(source, "rb") as src, remote_file as remote:
+                remote.MAX_REQUEST_SIZE = conn.write_size
                 remote.set_pipelined(True)
                 written = copy_verified(src, remote, str(source), expected_sha256)
                 remote.flush()
@@ -393,6 +426,10 @@ class SftpNas:
                 raise NasError(f"{current} exists on the NAS and is not a folder")
             with self._dirs_lock:
                 self._made_dirs.add(current)
+
+    def _forget_dirs(self) -> None:
+        with self._dirs_lock:
+            self._made_dirs.clear()
 
     def exists(self, dest: str) -> bool:
         return self.size(dest) is not None
@@ -460,3 +497,74 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+# -- upload worker processes -------------------------------------------------------------
+#
+# paramiko moves bytes in Python: one process tops out near 250-300 MB/s on loopback however
+# many connections it holds (measured: 1 and 4 threads upload alike), while OpenSSH's sftp
+# does ~400-470 MB/s. Two worker processes, each with its own connection pool, reach ~410
+# MB/s. Tasks still run 4 at a time in threads; each hands its file to a worker and waits.
+
+_worker_nas: SftpNas | None = None
+
+
+def _worker_init(target: SftpTarget, credentials: SftpCredentials, max_connections: int) -> None:
+    global _worker_nas
+    _worker_nas = SftpNas(target, SftpPool(target, credentials, max_connections))
+
+
+def _worker_put(source: str, dest: str, expected_sha256: str) -> PutResult:
+    assert _worker_nas is not None
+    return _worker_nas.put_file(source, dest, expected_sha256)
+
+
+class ProcessSftpNas(SftpNas):
+    """`SftpNas` whose uploads run in a few worker processes (reads stay in-process)."""
+
+    def __init__(self, target: SftpTarget, pool: SftpPool, processes: int = 2) -> None:
+        super().__init__(target, pool)
+        self.processes = processes
+        self._executor = None
+        self._executor_lock = threading.Lock()
+
+    def _workers(self):
+        with self._executor_lock:
+            if self._executor is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                per_process = max(1, self.pool.max_connections // self.processes)
+                # spawn, not fork: the parent runs threads and event loops (Prefect).
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_init,
+                    initargs=(self.target, self.pool._credentials, per_process),
+                )
+            return self._executor
+
+    def put_file(self, source, dest: str, expected_sha256: str) -> PutResult:
+        self._full(dest)  # refuse an escaping path here, before it travels
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._workers().submit(_worker_put, str(source), dest, expected_sha256).result()
+        except BrokenProcessPool:
+            self._shutdown()  # a worker died (killed, out of memory): the next call respawns
+            raise NasError("an upload worker process died; the upload can be retried") from None
+
+    def _shutdown(self) -> None:
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def release(self) -> None:
+        """End of a run: the workers exit and close their connections."""
+        self._shutdown()
+        super().release()
+
+    def close(self) -> None:
+        self._shutdown()
+        super().close()

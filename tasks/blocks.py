@@ -11,7 +11,7 @@ import tempfile
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from designflow.sftp import SftpCredentials, SftpNas, SftpPool, SftpTarget
+from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
 
 
 class SftpNasBlock(Block):
@@ -31,6 +31,7 @@ class SftpNasBlock(Block):
     key_passphrase: SecretStr | None = Field(default=None, description="passphrase of the key")
     password: SecretStr | None = Field(default=None, description="password, if no key is used")
     max_connections: int = Field(default=10, ge=1, le=64)
+    upload_processes: int = Field(default=2, ge=0, le=16, description="0: upload in-thread")
 
     def nas(self) -> SftpNas:
         target = SftpTarget.from_url(self.url)
@@ -43,7 +44,10 @@ class SftpNasBlock(Block):
             key_data=_reveal(self.private_key),
             key_passphrase=_reveal(self.key_passphrase),
         )
-        return SftpNas(target, SftpPool(target, credentials, self.max_connections))
+        pool = SftpPool(target, credentials, self.max_connections)
+        if self.upload_processes:
+            return ProcessSftpNas(target, pool, self.upload_processes)
+        return SftpNas(target, pool)
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -179,3 +179,35 @@ def test_asyncssh_fallback_server_works(tmp_path: Path) -> None:
         nas.close()
     finally:
         srv.stop()
+
+
+def test_upload_worker_processes(server, tmp_path: Path) -> None:
+    from designflow.sftp import ProcessSftpNas
+
+    target = SftpTarget.from_url(server.url)
+    creds = SftpCredentials(known_hosts=server.known_hosts, key_file=server.key_file)
+    nas = ProcessSftpNas(target, SftpPool(target, creds, max_connections=4), processes=2)
+    try:
+        files = source_files(tmp_path / "in", 6)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda f: put(nas, f), files))
+        assert all(r.written for r in results)
+        assert sorted(nas.list_files()) == sorted(r.path for r in results)
+        # Errors cross the process boundary with their type and message.
+        with pytest.raises(Exception, match="changed after it was fingerprinted"):
+            nas.put_file(files[0], design_path("u1", "b" * 64, "png"), "b" * 64)
+        bad = ProcessSftpNas(
+            target,
+            SftpPool(
+                target,
+                SftpCredentials(known_hosts=server.wrong_known_hosts, key_file=server.key_file),
+            ),
+            1,
+        )
+        with pytest.raises(HostKeyError):
+            put(bad, files[1], user="u2")
+        bad.close()
+        nas.release()  # workers exit with their connections; the next upload respawns them
+        assert put(nas, source_files(tmp_path / "more", 1)[0]).written
+    finally:
+        nas.close()
