@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from designflow.similarity import NearMatch, NearQuery, probe_values
+from designflow.similarity import TRIMMED, NearMatch, NearQuery, radius_for
 
 MIGRATIONS_DIR = Path(
     os.environ.get("DESIGNFLOW_MIGRATIONS_DIR")
@@ -216,53 +216,83 @@ class Catalog:
         self, user_id: str, queries: Sequence[NearQuery], distance: int
     ) -> list[NearMatch]:
         """Every active design of the user within `distance` bits of phash of any query,
-        in one statement for the whole batch (multi-index hashing, see similarity.py)."""
+        in one statement for the whole batch (multi-index hashing, see similarity.py).
+
+        The probe values (each query chunk XOR every mask of up to `radius` bits) are made
+        inside PostgreSQL, so the statement carries only the queries themselves."""
         if not queries:
             return []
-        probe_q: list[int] = []
-        probe_part: list[int] = []
-        probe_val: list[int] = []
-        for index, q in enumerate(queries):
-            for part, value in probe_values(q.phash, distance):
-                probe_q.append(index)
-                probe_part.append(part)
-                probe_val.append(value)
+        radius = radius_for(distance)
+        if radius > 3:
+            raise ValueError(f"near-duplicate distance {distance} is too large (at most 11)")
         query = """
-            WITH probes AS MATERIALIZED (
-                SELECT * FROM unnest(%(pq)s::int[], %(pp)s::int[], %(pv)s::int[]) AS p(q, part, val)
-            ), queries AS (
-                SELECT * FROM unnest(%(qi)s::int[], %(qp)s::bigint[], %(qd)s::bigint[]) AS q(q, ph, dh)
+            WITH queries AS (
+                SELECT * FROM unnest(%(qi)s::int[], %(qk)s::int[], %(qp)s::bigint[], %(qd)s::bigint[])
+                    AS q(q, kind, ph, dh)
+            ), parts(part, bits) AS (VALUES (0, 21), (1, 21), (2, 22)),
+            bit_positions AS (
+                SELECT part, bits, i FROM parts, generate_series(0, bits - 1) AS i
+            ), masks AS (
+                SELECT part, 0 AS mask FROM parts
+                UNION ALL
+                SELECT part, 1 << i FROM bit_positions WHERE %(radius)s >= 1
+                UNION ALL
+                SELECT a.part, (1 << a.i) | (1 << b.i) FROM bit_positions a
+                JOIN bit_positions b ON b.part = a.part AND b.i > a.i WHERE %(radius)s >= 2
+                UNION ALL
+                SELECT a.part, (1 << a.i) | (1 << b.i) | (1 << c.i) FROM bit_positions a
+                JOIN bit_positions b ON b.part = a.part AND b.i > a.i
+                JOIN bit_positions c ON c.part = a.part AND c.i > b.i WHERE %(radius)s >= 3
+            ), probes AS MATERIALIZED (
+                SELECT q.q, q.kind, m.part, (CASE m.part
+                        WHEN 0 THEN ((q.ph >> 43) & 2097151)::int
+                        WHEN 1 THEN ((q.ph >> 22) & 2097151)::int
+                        ELSE (q.ph & 4194303)::int END) # m.mask AS val
+                FROM queries q CROSS JOIN masks m
             ), candidates AS (
-                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
+                SELECT p.q, d.id, d.nd_phash AS h, d.nd_dhash AS dh FROM probes p
                 JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd0 = p.val
-                WHERE p.part = 0
-                UNION
+                WHERE p.kind = 0 AND p.part = 0
+                UNION ALL
                 SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
                 JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd1 = p.val
-                WHERE p.part = 1
-                UNION
+                WHERE p.kind = 0 AND p.part = 1
+                UNION ALL
                 SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
                 JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd2 = p.val
-                WHERE p.part = 2
+                WHERE p.kind = 0 AND p.part = 2
+                UNION ALL
+                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph0 = p.val
+                WHERE p.kind = 1 AND p.part = 0
+                UNION ALL
+                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph1 = p.val
+                WHERE p.kind = 1 AND p.part = 1
+                UNION ALL
+                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
+                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph2 = p.val
+                WHERE p.kind = 1 AND p.part = 2
             ), verified AS (
-                SELECT c.q, c.id,
-                       bit_count((c.nd_phash # q.ph)::bit(64))::int AS pd,
-                       bit_count((c.nd_dhash # q.dh)::bit(64))::int AS dd
+                -- A design found through two chunks appears twice: DISTINCT after the
+                -- verification, which leaves only the few real matches to sort.
+                SELECT DISTINCT c.q, c.id,
+                       bit_count((c.h # q.ph)::bit(64))::int AS pd,
+                       bit_count((c.dh # q.dh)::bit(64))::int AS dd
                 FROM candidates c JOIN queries q USING (q)
-                WHERE bit_count((c.nd_phash # q.ph)::bit(64)) <= %(dist)s
+                WHERE bit_count((c.h # q.ph)::bit(64)) <= %(dist)s
             )
             SELECT v.q, v.id, v.pd, v.dd, d.nas_path
             FROM verified v JOIN design_images d ON d.id = v.id
         """
         params = {
             "user": user_id,
-            "pq": probe_q,
-            "pp": probe_part,
-            "pv": probe_val,
             "qi": list(range(len(queries))),
+            "qk": [0 if q.kind == TRIMMED else 1 for q in queries],
             "qp": [q.phash for q in queries],
             "qd": [q.dhash for q in queries],
             "dist": distance,
+            "radius": radius,
         }
         with self.connect() as conn:
             rows = conn.execute(query, params).fetchall()
@@ -278,16 +308,19 @@ class Catalog:
             for q, id_, pd, dd, path in rows
         ]
 
-    def full_scan_near(self, user_id: str, phash: int, distance: int) -> list[tuple[int, int]]:
+    def full_scan_near(
+        self, user_id: str, phash: int, distance: int, kind: str = TRIMMED
+    ) -> list[tuple[int, int]]:
         """Reference answer: (design id, distance) by scanning every active design."""
+        sql = (
+            "SELECT id, bit_count((nd_phash # %s)::bit(64))::int FROM design_images"
+            " WHERE user_id = %s AND is_active AND bit_count((nd_phash # %s)::bit(64)) <= %s"
+            if kind == TRIMMED
+            else "SELECT id, bit_count((phash # %s)::bit(64))::int FROM design_images"
+            " WHERE user_id = %s AND is_active AND bit_count((phash # %s)::bit(64)) <= %s"
+        )
         with self.connect() as conn:
-            rows = conn.execute(
-                """
-                SELECT id, bit_count((nd_phash # %s)::bit(64))::int AS pd FROM design_images
-                WHERE user_id = %s AND is_active AND bit_count((nd_phash # %s)::bit(64)) <= %s
-                """,
-                (phash, user_id, phash, distance),
-            ).fetchall()
+            rows = conn.execute(sql, (phash, user_id, phash, distance)).fetchall()
         return sorted((r[0], r[1]) for r in rows)
 
     def rows_to_backfill(self, limit: int = 500) -> list[tuple[int, str, str]]:
@@ -316,6 +349,46 @@ class Catalog:
                 (ids, ph, dh),
             )
             return cur.rowcount
+
+    # -- mockups ---------------------------------------------------------------------------
+
+    def designs_by_id(self, design_ids: Sequence[int]) -> dict[int, dict[str, object]]:
+        with self.connect() as conn:
+            cur = conn.execute(
+                "SELECT id, user_id, sha256, nas_path, format FROM design_images WHERE id = ANY(%s)",
+                (list(design_ids),),
+            )
+            names = [d.name for d in cur.description or []]
+            return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+    def record_mockup(
+        self, design_id: int, template_id: str, nas_path: str, size: int, width: int, height: int,
+        flow_run_id: uuid.UUID | None,
+    ) -> int:  # fmt: skip
+        """One mockup per (design, template): a re-render replaces the previous record."""
+        with self.connect() as conn, conn.transaction():
+            row = conn.execute(
+                """
+                INSERT INTO design_mockups (design_id, template_id, nas_path, bytes, width, height, flow_run_id)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (design_id, template_id) DO UPDATE SET nas_path = EXCLUDED.nas_path,
+                    bytes = EXCLUDED.bytes, width = EXCLUDED.width, height = EXCLUDED.height,
+                    flow_run_id = EXCLUDED.flow_run_id, created_at = now()
+                RETURNING id
+                """,
+                (design_id, template_id, nas_path, size, width, height, flow_run_id),
+            ).fetchone()
+        return int(row[0])
+
+    def mockups_of(self, design_ids: Sequence[int]) -> list[dict[str, object]]:
+        with self.connect() as conn:
+            cur = conn.execute(
+                "SELECT id, design_id, template_id, nas_path, bytes, width, height, created_at"
+                " FROM design_mockups WHERE design_id = ANY(%s) ORDER BY design_id, template_id",
+                (list(design_ids),),
+            )
+            names = [d.name for d in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def deactivate(self, user_id: str, design_ids: Sequence[int]) -> int:
         with self.connect() as conn, conn.transaction():

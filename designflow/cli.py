@@ -45,7 +45,39 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store designs that resemble existing ones, marked as near duplicates",
     )
+    up.add_argument(
+        "--mockups", default="", metavar="TEMPLATE,...", help="render these mockup templates"
+    )
+    up.add_argument("--priority", choices=["high", "normal", "low"], default="normal",
+                    help="work queue of the background mockup run")  # fmt: skip
+    up.add_argument("--sync-mockups", action="store_true", help="render mockups before returning")
     up.set_defaults(handler=_cmd_upload)
+
+    tpl = sub.add_parser("templates", help="mockup templates")
+    tplsub = tpl.add_subparsers(dest="templates_command")
+    tpl_list = tplsub.add_parser("list", help="list the available templates")
+    tpl_list.set_defaults(handler=_cmd_templates_list)
+
+    dep = sub.add_parser(
+        "deploy", help="create or update the work pool, its queues and the deployments"
+    )
+    dep.add_argument(
+        "--pool", default=None, help="work pool name (default DESIGNFLOW_WORK_POOL or designflow)"
+    )
+    dep.add_argument("--concurrency", type=int, default=None, help="runs at once in the pool")
+    dep.set_defaults(handler=_cmd_deploy)
+
+    wrk = sub.add_parser("worker", help="run a Prefect process worker for the work pool")
+    wrk.add_argument("--pool", default=None)
+    wrk.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="how often to ask for new runs"
+    )
+    wrk.set_defaults(handler=_cmd_worker)
+
+    st = sub.add_parser("status", help="state of a flow run, its tasks and its result")
+    st.add_argument("run_id")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=_cmd_status)
 
     fp = sub.add_parser("fingerprint", help="print the fingerprints of image files")
     fp.add_argument("files", nargs="+")
@@ -91,6 +123,9 @@ def _cmd_upload(args: argparse.Namespace) -> int:
                 batch_max_mb=args.batch_max_mb,
                 batch_max_images=args.batch_max_images,
                 allow_near_duplicates=args.allow_near_duplicates,
+                mockup_templates=[t for t in args.mockups.split(",") if t] or None,
+                async_mockups=not args.sync_mockups,
+                priority=args.priority,
                 return_state=True,
             )
     finally:
@@ -126,6 +161,14 @@ def _print_report(report: dict, as_json: bool) -> None:
         print(f"  rejected   {r['file']}: {r['reason']}")
     for f in report.get("failed", []):
         print(f"  failed     {f['file']}: {f['reason']}")
+    for m in report.get("mockup_runs", []):
+        print(
+            f"  mockups    background run {m['flow_run_id']} on queue {m['priority']} ({m['designs']} designs)"
+        )
+    for m in report.get("mockups", []):
+        print(f"  mockup     design {m['design_id']} {m['template_id']} at {m['nas_path']}")
+    if report.get("mockup_error"):
+        print(f"  mockups    {report['mockup_error']}")
     print(
         f"{counts['stored']} stored, {counts['duplicates']} duplicate(s), "
         f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed in {report['batches']} batch(es)"
@@ -148,6 +191,123 @@ class _ProgressBar:
     def close(self) -> None:
         if self.shown:
             sys.stderr.write("\n")
+
+
+def _cmd_templates_list(args: argparse.Namespace) -> int:
+    from designflow.mockup import TemplateError, load_template
+    from designflow.settings import Settings
+
+    root = Settings.from_env().templates
+    if root.startswith("nas:"):
+        print(f"templates on the NAS under {root[4:]} (copied locally on first use)")
+        return 0
+    folders = sorted(p.parent for p in Path(root).glob("*/template.json"))
+    if not folders:
+        print(f"no templates in {root}")
+        return 1
+    for folder in folders:
+        try:
+            t = load_template(folder)
+        except TemplateError as exc:
+            print(f"{folder.name:16} BROKEN: {exc}")
+            continue
+        w, h = t.output_size
+        pw, ph = t.print_size
+        extras = ", ".join(
+            n
+            for n, v in (("shading", t.shading), ("displacement", t.displacement))
+            if v is not None
+        )
+        print(
+            f"{t.id:16} {t.name:32} {w}x{h}, print area ~{pw}x{ph}{', ' + extras if extras else ''}"
+        )
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from designflow.settings import Settings
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from deployments.deploy import deploy_all
+
+        made = deploy_all(args.pool or Settings.from_env().work_pool, args.concurrency)
+    for line in made:
+        print(f"deployed {line}")
+    print("queues: high (priority 1), normal (2), low (3); start a worker with `designflow worker`")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from designflow.settings import Settings
+
+    env = dict(os.environ)
+    # The worker asks for runs every `poll` seconds (Prefect's default is 10 s): the main
+    # part of trigger-to-start latency.
+    env["PREFECT_WORKER_QUERY_SECONDS"] = str(args.poll_seconds)
+    env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "5")
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    pool = args.pool or Settings.from_env().work_pool
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import uuid as uuid_mod
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            TaskRunFilter,
+            TaskRunFilterFlowRunId,
+        )
+
+    try:
+        run_id = uuid_mod.UUID(args.run_id)
+    except ValueError:
+        print(f"designflow: not a run id: {args.run_id!r}", file=sys.stderr)
+        return 2
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])),
+        )
+        result = None
+        if run.state and run.state.is_final():
+            try:
+                result = run.state.result(raise_on_failure=False)
+            except Exception as exc:  # result not persisted: say so rather than fail
+                result = f"(result not available: {type(exc).__name__})"
+    info = {
+        "flow_run_id": str(run.id),
+        "name": run.name,
+        "state": run.state.name if run.state else None,
+        "message": run.state.message if run.state else None,
+        "queue": run.work_queue_name,
+        "start_time": str(run.start_time) if run.start_time else None,
+        "end_time": str(run.end_time) if run.end_time else None,
+        "tasks": sorted((t.name, t.state.name if t.state else "?") for t in tasks),
+        "result": result
+        if isinstance(result, dict | list | str | int | float | type(None))
+        else str(result),
+    }
+    if args.json:
+        json.dump(info, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(f"run {info['name']} ({info['flow_run_id']}): {info['state']}  queue {info['queue']}")
+        if info["message"]:
+            print(f"  {info['message']}")
+        for name, state in info["tasks"]:
+            print(f"  task {name}: {state}")
+        if info["result"] is not None:
+            print(f"  result: {json.dumps(info['result'], default=str)[:2000]}")
+    return 0
 
 
 # -- fingerprint -----------------------------------------------------------------------

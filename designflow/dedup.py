@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 
 from designflow.catalog import ExistingDesign
 from designflow.fingerprint import Fingerprint
-from designflow.similarity import NearMatch, NearQuery, best_matches, hamming, is_near
+from designflow.similarity import (
+    PLAIN,
+    TRIMMED,
+    NearMatch,
+    NearQuery,
+    best_matches,
+    hamming,
+    is_near,
+)
 
 
 @dataclass
@@ -77,19 +85,27 @@ class NearDedup:
 
 
 def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
-    """Two queries per design: as it is, and mirrored (a flipped copy matches the original)."""
+    """Three queries per design: its trimmed hash as it is and mirrored (copies on another
+    canvas, flipped copies), and its plain hash (copies with additions such as a watermark,
+    which move the trimmed outline)."""
     out: list[NearQuery] = []
     for key, fp in enumerate(fingerprints):
-        out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, flipped=False))
-        out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, flipped=True))
+        out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, flipped=False, kind=TRIMMED))
+        out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, flipped=True, kind=TRIMMED))
+        out.append(NearQuery(key, fp.phash, fp.dhash, flipped=False, kind=PLAIN))
     return out
 
 
 def near_pair(a: Fingerprint, b: Fingerprint, distance: int, confirm_sum: int) -> int | None:
-    """phash distance when `a` is a near duplicate of `b` (either orientation), else None."""
+    """phash distance when `a` is a near duplicate of `b` (by the same rules), else None."""
     best: int | None = None
-    for ph, dh in ((a.nd_phash, a.nd_dhash), (a.nd_phash_flip, a.nd_dhash_flip)):
-        pd, dd = hamming(ph, b.nd_phash), hamming(dh, b.nd_dhash)
+    pairs = (
+        (a.nd_phash, a.nd_dhash, b.nd_phash, b.nd_dhash),
+        (a.nd_phash_flip, a.nd_dhash_flip, b.nd_phash, b.nd_dhash),
+        (a.phash, a.dhash, b.phash, b.dhash),
+    )
+    for ph, dh, other_ph, other_dh in pairs:
+        pd, dd = hamming(ph, other_ph), hamming(dh, other_dh)
         if is_near(pd, dd, distance, confirm_sum) and (best is None or pd < best):
             best = pd
     return best

@@ -78,6 +78,10 @@ class UploadReport:
     failed: list[FailedFile] = field(default_factory=list)
     batches: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Mockups: background runs enqueued (async mode) or mockups made inline (sync mode).
+    mockup_runs: list[dict[str, Any]] = field(default_factory=list)
+    mockups: list[dict[str, Any]] = field(default_factory=list)
+    mockup_error: str | None = None
 
     def add_batch(self, batch: BatchReport) -> None:
         self.stored.extend(batch.stored)
@@ -98,6 +102,9 @@ class UploadReport:
             "failed": [asdict(f) for f in self.failed],
             "batches": self.batches,
             "timings_ms": self.timings_ms,
+            "mockup_runs": self.mockup_runs,
+            "mockups": self.mockups,
+            "mockup_error": self.mockup_error,
             "counts": {
                 "stored": len(self.stored),
                 "duplicates": len(self.duplicates),

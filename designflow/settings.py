@@ -49,6 +49,9 @@ class Settings:
     # Near duplicates: phash distance (of 64 bits) and phash+dhash sum that confirms it.
     near_dup_distance: int = 8
     near_dup_confirm: int = 26
+    # Mockup templates: a local folder, or "nas:<folder>" for templates kept on the NAS.
+    templates: str = ""
+    work_pool: str = "designflow"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +79,8 @@ class Settings:
             nas_upload_processes=_count(env, "DESIGNFLOW_NAS_UPLOAD_PROCESSES", 2),
             near_dup_distance=int(_number(env, "DESIGNFLOW_NEAR_DUP_DISTANCE", 8)),
             near_dup_confirm=int(_number(env, "DESIGNFLOW_NEAR_DUP_CONFIRM", 26)),
+            templates=env.get("DESIGNFLOW_TEMPLATES") or _default_templates(home),
+            work_pool=env.get("DESIGNFLOW_WORK_POOL") or "designflow",
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:
@@ -116,3 +121,9 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
     return value
+
+
+def _default_templates(home: Path) -> str:
+    """The templates shipped in the repository when running from a checkout, else the home's."""
+    shipped = Path(__file__).resolve().parent.parent / "examples" / "templates"
+    return str(shipped if shipped.is_dir() else home / "templates")

@@ -70,14 +70,20 @@ def probe_values(value: int, distance: int) -> list[tuple[int, int]]:
     return out
 
 
+TRIMMED = "trimmed"  # nd_phash / nd_dhash: the design trimmed to its content
+PLAIN = "plain"  # phash / dhash of the whole image
+
+
 @dataclass(frozen=True)
 class NearQuery:
-    """One hash to look for: `key` identifies the new design, `flipped` its mirror image."""
+    """One hash to look for: `key` identifies the new design, `flipped` its mirror image,
+    `kind` which of the stored hashes it is compared with."""
 
     key: int
     phash: int
     dhash: int
     flipped: bool = False
+    kind: str = TRIMMED
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
@@ -23,6 +24,7 @@ from designflow.report import (
     StoredDesign,
     UploadReport,
 )
+from flows.mockups import generate_mockups
 from tasks.catalog import (
     count_user_designs,
     find_known_designs,
@@ -32,6 +34,7 @@ from tasks.catalog import (
 )
 from tasks.files import collect_files
 from tasks.fingerprint import fingerprint_file
+from tasks.mockups import enqueue_mockups
 from tasks.nas import upload_to_nas
 from tasks.reporting import UploadProgress, publish_upload_report
 from tasks.resources import current_settings, release_nas
@@ -57,11 +60,17 @@ def upload_designs(
     batch_max_mb: float | None = None,
     batch_max_images: int | None = None,
     allow_near_duplicates: bool = False,
+    mockup_templates: list[str] | None = None,
+    async_mockups: bool = True,
+    priority: Literal["high", "normal", "low"] = "normal",
 ) -> dict:
     """Store design files for `user_id`: fingerprint, skip duplicates, upload to the NAS,
     record in the catalog. `paths` are files or folders (searched recursively). With
     `allow_near_duplicates`, designs that resemble existing ones are stored anyway, marked
-    as near duplicates of the design they resemble."""
+    as near duplicates of the design they resemble. `mockup_templates` renders product
+    mockups of the stored designs: in a background `generate-mockups` run on the work queue
+    named by `priority` (returned at once), or inline before returning with
+    `async_mockups=False`."""
     logger = get_run_logger()
     check_user_id(user_id)
     settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)
@@ -94,6 +103,36 @@ def upload_designs(
             progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
     finally:
         release_nas()
+    stored_ids = [s.design_id for s in report.stored]
+    if mockup_templates and stored_ids:
+        t_mockups = time.perf_counter()
+        if async_mockups:
+            enqueued = enqueue_mockups(
+                stored_ids, list(mockup_templates), priority, run_id, return_state=True
+            )
+            if enqueued.is_completed():
+                mockup_run = enqueued.result()
+                report.mockup_runs.append(
+                    {"flow_run_id": mockup_run, "priority": priority, "designs": len(stored_ids)}
+                )
+                logger.info(
+                    "enqueued mockup run %s on queue %s for %d design(s)",
+                    mockup_run,
+                    priority,
+                    len(stored_ids),
+                )
+            else:
+                report.mockup_error = f"mockup run not enqueued (run `designflow deploy` first?): {_failure_reason(enqueued)}"
+                logger.warning(report.mockup_error)
+        else:
+            made = generate_mockups(
+                stored_ids, list(mockup_templates), upload_run_id=run_id, return_state=True
+            )
+            if made.is_completed():
+                report.mockups = made.result()["mockups"]
+            else:
+                report.mockup_error = f"mockups failed: {_failure_reason(made)}"
+        report.timings_ms["mockups"] = round((time.perf_counter() - t_mockups) * 1000, 1)
     report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
     progress.finish(
         f"{len(report.stored)} stored, {len(report.duplicates)} duplicates, "

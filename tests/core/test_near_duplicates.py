@@ -15,6 +15,7 @@ from designflow.dedup import classify_near, near_pair, near_queries
 from designflow.fingerprint import fingerprint_design
 from designflow.similarity import (
     CHUNK_BITS,
+    PLAIN,
     NearQuery,
     chunks,
     hamming,
@@ -83,6 +84,24 @@ def test_indexed_search_equals_full_scan_random_and_clustered(catalog: Catalog) 
     assert sum(1 for m in found if m.key < 10) > 100  # the clusters really were searched
 
 
+def test_plain_hash_search_equals_full_scan(catalog: Catalog) -> None:
+    rng = random.Random(8)
+    center = signed(rng.getrandbits(64))
+    rows = []
+    for n in range(1, 1501):  # plain phash clustered, trimmed hash unrelated
+        plain = flip_bits(center, rng.randint(0, 12), rng)
+        rows.append(
+            NewDesign(
+                **{**design_row("zed", n, signed(rng.getrandbits(64))).__dict__, "phash": plain}
+            )
+        )
+    catalog.copy_designs(rows)
+    query = NearQuery(0, flip_bits(center, 2, rng), 0, kind=PLAIN)
+    found = sorted((m.design_id, m.distance) for m in catalog.find_near("zed", [query], T))
+    assert found == catalog.full_scan_near("zed", query.phash, T, kind=PLAIN)
+    assert len(found) > 20
+
+
 def test_distance_boundary(catalog: Catalog) -> None:
     rng = random.Random(3)
     query = signed(rng.getrandbits(64))
@@ -135,14 +154,14 @@ def test_within_batch_near_duplicates() -> None:
     from designflow.fingerprint import Fingerprint
 
     def fp(name: str, ph: int) -> Fingerprint:
-        return Fingerprint(name, name, name * 64 if len(name) == 1 else "0" * 64, 1, "PNG", 1, 1, 0, 0, 0, 0,
+        return Fingerprint(name, name, name * 64 if len(name) == 1 else "0" * 64, 1, "PNG", 1, 1, ph, 0, 0, 0,
                            nd_phash=ph, nd_dhash=0, nd_phash_flip=~ph, nd_dhash_flip=0)  # fmt: skip
 
     a, b, c = fp("a", 0x0F0F), fp("b", 0x0F0F ^ 0b111), fp("c", signed(0xFFFF_0000_FFFF_0000))
     out = classify_near([a, b, c], [], T, 26)
     assert [f.name for f in out.to_store] == ["a", "c"]
     assert [(x.name, y.name, d) for x, y, d in out.in_batch] == [("b", "a", 3)]
-    assert len(near_queries([a, b])) == 4  # each design is also queried mirrored
+    assert len(near_queries([a, b])) == 6  # trimmed, trimmed mirrored, plain
 
 
 def test_migration_adds_columns_without_losing_rows_and_backfill(

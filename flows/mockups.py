@@ -1,0 +1,122 @@
+"""generate_mockups: render product mockups of stored designs and store them on the NAS."""
+
+from __future__ import annotations
+
+import base64
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import wait
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.mockups import render_design_mockups, store_mockup
+from tasks.resources import release_nas
+from tasks.retry import io_retry_delays
+
+
+@flow(name="generate-mockups", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def generate_mockups(
+    design_ids: list[int],
+    template_ids: list[str],
+    upload_run_id: str | None = None,
+) -> dict:
+    """Render every template for every design (each design decoded once), store the JPEGs
+    next to the design on the NAS and record them in design_mockups.
+
+    design_ids: catalog ids of stored designs. template_ids: template folder names, as
+    `designflow templates list` shows them. upload_run_id: the upload run that asked for them.
+    """
+    logger = get_run_logger()
+    run_id = str(flow_run.id) if flow_run.id else None
+    logger.info("rendering %d template(s) for %d design(s)", len(template_ids), len(design_ids))
+    try:
+        delays = io_retry_delays()  # read at run time: a deployment can tune the backoff
+        render = render_design_mockups.with_options(retry_delay_seconds=delays)
+        store = store_mockup.with_options(retry_delay_seconds=delays)
+        renders = {d: render.submit(d, template_ids) for d in design_ids}
+        wait(list(renders.values()))
+        _preview(renders)
+        stores = []
+        failed: list[dict] = []
+        for design_id, future in renders.items():
+            if future.state.is_completed():
+                stores.extend(store.submit(m, run_id) for m in future.result())
+            else:
+                failed.append({"design_id": design_id, "reason": _reason(future.state)})
+        wait(stores)
+        mockups = []
+        for future in stores:
+            if future.state.is_completed():
+                mockups.append(future.result())
+            else:
+                failed.append({"design_id": None, "reason": _reason(future.state)})
+    finally:
+        release_nas()
+    _publish(mockups, failed)
+    result = {
+        "flow_run_id": run_id,
+        "upload_run_id": upload_run_id,
+        "mockups": mockups,
+        "failed": failed,
+    }
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} mockup(s) failed: " + "; ".join(f["reason"] for f in failed[:3])
+        )
+    return result
+
+
+def _publish(mockups: list[dict], failed: list[dict]) -> None:
+    create_table_artifact(
+        key="mockups",
+        table=mockups
+        + [
+            {
+                "design_id": f["design_id"],
+                "template_id": "",
+                "nas_path": "",
+                "mockup_id": None,
+                "failed": f["reason"],
+            }
+            for f in failed
+        ]
+        or [{"design_id": None}],  # fmt: skip
+        description="Mockups rendered by this run",
+    )
+
+
+def _preview(renders: dict) -> None:
+    """One rendered mockup, inline in the UI, so a person sees what the run produced."""
+    for future in renders.values():
+        if future.state.is_completed() and future.result():
+            first = future.result()[0]
+            try:
+                thumb = _thumbnail(first.local_path)
+            except OSError:
+                continue  # already cleaned up after storing
+            create_markdown_artifact(
+                key="mockup-preview",
+                markdown=f"### {first.template_id}, design {first.design_id}\n\n![mockup](data:image/jpeg;base64,{thumb})",
+                description="A rendered mockup",
+            )
+            break
+
+
+def _thumbnail(path: str) -> str:
+    import cv2
+
+    image = cv2.imread(path)
+    if image is None:
+        raise OSError(path)
+    small = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(data.tobytes()).decode()
+
+
+def _reason(state) -> str:
+    try:
+        state.result()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return state.message or state.name

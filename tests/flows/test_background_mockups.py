@@ -1,0 +1,135 @@
+"""Background mockup runs: deployments, a real process worker, priorities, status.
+
+One work pool (concurrency 1) and one `designflow worker` process serve the whole module;
+the worker inherits this module's catalog and NAS through its environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from designflow.catalog import Catalog
+from tests import images
+from tests.conftest import _url_for_database
+
+
+@pytest.fixture(scope="module")
+def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
+    from prefect.settings import PREFECT_API_URL
+
+    name = f"df_bg_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    root = tmp_path_factory.mktemp("bg")
+    env = {
+        "DESIGNFLOW_HOME": str(root / "home"),
+        "DESIGNFLOW_DATABASE_URL": _url_for_database(pg_admin_url, name),
+        "DESIGNFLOW_NAS_URL": f"file://{root / 'nas'}",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    from deployments.deploy import deploy_all
+
+    deploy_all(pool, concurrency_limit=1)
+    worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    log = open(root / "worker.log", "wb")  # noqa: SIM115
+    state = {
+        "pool": pool,
+        "root": root,
+        "env": env,
+        "worker": None,
+        "log": log,
+        "worker_env": worker_env,
+    }
+    yield state
+    if state["worker"] is not None:
+        state["worker"].terminate()
+        state["worker"].wait(30)
+    log.close()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def start_worker(background) -> None:
+    if background["worker"] is None:
+        background["worker"] = subprocess.Popen(
+            [sys.executable, "-m", "designflow.cli", "worker", "--pool", background["pool"], "--poll-seconds", "1"],
+            env=background["worker_env"], stdout=background["log"], stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def wait_final(run_ids: list[str], timeout: float = 240) -> dict:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = {r: client.read_flow_run(uuid.UUID(r)) for r in run_ids}
+            if all(run.state and run.state.is_final() for run in runs.values()):
+                return runs
+            if time.monotonic() > deadline:
+                raise AssertionError({r: run.state.name for r, run in runs.items()})
+            time.sleep(0.5)
+
+
+def stored_design(background, seed: int) -> int:
+    from flows.upload import upload_designs
+
+    path = images.write_png(Path(background["root"]) / f"d{seed}.png", seed=seed)
+    return upload_designs(paths=[str(path)], user_id="bg")["stored"][0]["design_id"]
+
+
+def test_high_priority_run_starts_before_queued_low_ones(background) -> None:
+    from tasks.mockups import trigger_mockup_run
+
+    design = stored_design(background, 800)
+    low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
+    high = trigger_mockup_run([design], ["tshirt"], "high", None)
+    start_worker(background)  # one slot (pool concurrency 1), three runs waiting
+    runs = wait_final(low + [high])
+    assert all(run.state.is_completed() for run in runs.values()), {
+        r: x.state.message for r, x in runs.items()
+    }
+    assert runs[high].start_time < min(runs[r].start_time for r in low)
+    assert runs[high].work_queue_name == "high" and runs[low[0]].work_queue_name == "low"
+
+
+def test_async_upload_returns_run_id_and_run_completes(background, capsys) -> None:
+    from designflow.cli import main
+    from flows.upload import upload_designs
+
+    start_worker(background)
+    path = images.write_png(Path(background["root"]) / "async.png", seed=801)
+    from prefect.client.orchestration import get_client
+
+    report = upload_designs(
+        paths=[str(path)], user_id="bg", mockup_templates=["tshirt", "poster"], priority="high"
+    )
+    (run,) = report["mockup_runs"]
+    assert report["mockups"] == [] and run["priority"] == "high"
+    with get_client(sync_client=True) as client:  # the upload returned without waiting for it
+        assert not client.read_flow_run(uuid.UUID(run["flow_run_id"])).state.is_final()
+    runs = wait_final([run["flow_run_id"]])
+    finished = runs[run["flow_run_id"]]
+    assert finished.state.is_completed(), finished.state.message
+    assert finished.end_time is not None
+    design_id = report["stored"][0]["design_id"]
+    assert {m["template_id"] for m in Catalog(os.environ["DESIGNFLOW_DATABASE_URL"]).mockups_of([design_id])} == {
+        "tshirt", "poster"
+    }  # fmt: skip
+
+    assert main(["status", run["flow_run_id"]]) == 0
+    out = capsys.readouterr().out
+    assert "Completed" in out and "render mockups" in out

@@ -1,0 +1,98 @@
+"""Mockups in the flow: inline (sync) mode, retries of a failing render, broken templates."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+
+from designflow.catalog import Catalog
+from flows.mockups import generate_mockups
+from flows.upload import upload_designs
+from tests import images
+from tests.conftest import DesignflowEnv
+
+
+def test_sync_mockups_are_stored_before_returning(designflow_env: DesignflowEnv) -> None:
+    folder = designflow_env.inputs / "m"
+    folder.mkdir()
+    images.write_png(folder / "a.png", seed=700)
+    images.write_png(folder / "b.png", seed=701)
+    report = upload_designs(
+        paths=[str(folder)],
+        user_id="mock",
+        mockup_templates=["tshirt", "poster"],
+        async_mockups=False,
+    )
+    assert len(report["stored"]) == 2 and report["mockup_error"] is None
+    assert len(report["mockups"]) == 4
+    rows = Catalog(designflow_env.database_url).mockups_of(
+        [s["design_id"] for s in report["stored"]]
+    )
+    assert {(r["design_id"], r["template_id"]) for r in rows} == {
+        (s["design_id"], t) for s in report["stored"] for t in ("tshirt", "poster")
+    }
+    for row in rows:
+        path = designflow_env.nas_root / row["nas_path"]
+        image = cv2.imread(str(path))
+        assert image is not None and image.shape[:2] == (2000, 2000)
+        design = next(s for s in report["stored"] if s["design_id"] == row["design_id"])
+        assert row["nas_path"].startswith(
+            design["nas_path"].rsplit(".", 1)[0]
+        )  # next to the design
+
+
+def test_failing_render_is_retried(designflow_env: DesignflowEnv, monkeypatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "1")  # retries after ~1, 2, 4 s
+    path = images.write_png(designflow_env.inputs / "r.png", seed=702)
+    (stored,) = upload_designs(paths=[str(path)], user_id="retry")["stored"]
+    on_nas = designflow_env.nas_root / stored["nas_path"]
+    hidden = on_nas.with_suffix(".away")
+    on_nas.rename(hidden)  # the NAS "loses" the file: the first render attempt fails
+
+    def bring_back() -> None:
+        time.sleep(0.5)
+        hidden.rename(on_nas)
+
+    helper = threading.Thread(target=bring_back)
+    helper.start()
+    state = generate_mockups([stored["design_id"]], ["tshirt"], return_state=True)
+    helper.join()
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        run_id = (
+            uuid.UUID(state.state_details.flow_run_id.hex)
+            if state.state_details.flow_run_id
+            else None
+        )
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    render = [t for t in tasks if t.name.startswith("render mockups")]
+    assert render and render[0].run_count >= 2  # it failed, then a retry succeeded
+    assert len(Catalog(designflow_env.database_url).mockups_of([stored["design_id"]])) == 1
+
+
+def test_unknown_template_is_reported_not_retried(
+    designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "examples" / "templates" / "poster",
+        templates / "poster",
+    )
+    (templates / "poster" / "shading.png").unlink()  # broken template
+    monkeypatch.setenv("DESIGNFLOW_TEMPLATES", str(templates))
+    path = images.write_png(designflow_env.inputs / "t.png", seed=703)
+    report = upload_designs(
+        paths=[str(path)], user_id="tpl", mockup_templates=["poster"], async_mockups=False
+    )
+    assert len(report["stored"]) == 1  # the design is stored all the same
+    assert "shading.png is missing" in report["mockup_error"]
