@@ -36,15 +36,34 @@ def ensure_work_pool(name: str, concurrency_limit: int | None = None) -> None:
                 client.update_work_queue(existing.id, priority=priority)
 
 
-def deploy_all(work_pool: str = "designflow", concurrency_limit: int | None = None) -> list[str]:
+def deploy_all(
+    work_pool: str = "designflow",
+    concurrency_limit: int | None = None,
+    inbox: str | None = None,
+    sweep_cron: str | None = None,
+) -> list[str]:
     """Idempotent: re-running updates the pool, the queues and the deployments in place."""
     from prefect import flow
 
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
     ensure_work_pool(work_pool, concurrency_limit)
     made = []
-    for entrypoint, name, queue in (
-        ("flows/upload.py:upload_designs", "upload-designs", "normal"),
-        ("flows/mockups.py:generate_mockups", "generate-mockups", "normal"),
+    for entrypoint, name, queue, extra in (
+        ("flows/upload.py:upload_designs", "upload-designs", "normal", {}),
+        ("flows/mockups.py:generate_mockups", "generate-mockups", "normal", {}),
+        (
+            "flows/sweep.py:sweep_inbox",
+            "sweep-inbox",
+            "normal",
+            # One sweep at a time; a scheduled sweep that finds one running waits its turn.
+            {
+                "cron": sweep_cron or settings.sweep_cron,
+                "parameters": {"inbox": inbox or settings.inbox},
+                "concurrency_limit": 1,
+            },
+        ),
     ):
         source_flow = flow.from_source(source=str(PROJECT_ROOT), entrypoint=entrypoint)
         deployment_id = source_flow.deploy(
@@ -53,6 +72,7 @@ def deploy_all(work_pool: str = "designflow", concurrency_limit: int | None = No
             work_queue_name=queue,
             description=(source_flow.description or "").strip().split("\n")[0],
             print_next_steps=False,
+            **extra,
         )
         made.append(f"{source_flow.name}/{name} ({deployment_id})")
     return made

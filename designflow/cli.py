@@ -72,7 +72,25 @@ def _parser() -> argparse.ArgumentParser:
     wrk.add_argument(
         "--poll-seconds", type=float, default=1.0, help="how often to ask for new runs"
     )
+    wrk.add_argument(
+        "--work-queue", action="append", default=[], help="only these queues (repeatable)"
+    )
+    wrk.add_argument("--name", default=None, help="worker name shown in the UI")
     wrk.set_defaults(handler=_cmd_worker)
+
+    srv = sub.add_parser(
+        "serve", help="run the deployments, their schedules and the runs in one process tree"
+    )
+    srv.add_argument(
+        "--inbox",
+        default=None,
+        help="inbox root for the scheduled sweep (default DESIGNFLOW_INBOX)",
+    )
+    srv.add_argument(
+        "--cron", default=None, help="sweep schedule (default DESIGNFLOW_SWEEP_CRON, every 5 min)"
+    )
+    srv.add_argument("--limit", type=int, default=4, help="runs at once")
+    srv.set_defaults(handler=_cmd_serve)
 
     st = sub.add_parser("status", help="state of a flow run, its tasks and its result")
     st.add_argument("run_id")
@@ -239,7 +257,6 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     import os
-    import subprocess
 
     from designflow.settings import Settings
 
@@ -251,7 +268,57 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     pool = args.pool or Settings.from_env().work_pool
     cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
-    return subprocess.call(cmd, env=env)
+    for queue in args.work_queue:
+        cmd += ["--work-queue", queue]
+    if args.name:
+        cmd += ["--name", args.name]
+    # Become the worker (exec), so signals such as Ctrl-C and SIGTERM reach it directly.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    # Served deployments have no work pool: mockup runs are triggered without a queue.
+    os.environ["DESIGNFLOW_SERVED"] = "1"
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+    def stop(signum, frame):  # SIGTERM stops like Ctrl-C: the runner cancels and cleans up
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    from prefect import serve
+
+    from flows.mockups import generate_mockups
+    from flows.sweep import sweep_inbox
+    from flows.upload import upload_designs
+
+    deployments = [
+        upload_designs.to_deployment(name="upload-designs"),
+        generate_mockups.to_deployment(name="generate-mockups"),
+        sweep_inbox.to_deployment(
+            name="sweep-inbox",
+            cron=args.cron or settings.sweep_cron,
+            parameters={"inbox": args.inbox or settings.inbox},
+            concurrency_limit=1,
+        ),
+    ]
+    print(
+        f"serving upload-designs, generate-mockups and sweep-inbox ({args.cron or settings.sweep_cron}); Ctrl-C stops"
+    )
+    try:
+        serve(*deployments, limit=args.limit)
+    except KeyboardInterrupt:
+        pass
+    print("stopped")
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ class Settings:
     # Mockup templates: a local folder, or "nas:<folder>" for templates kept on the NAS.
     templates: str = ""
     work_pool: str = "designflow"
+    inbox: str = ""
+    sweep_cron: str = "*/5 * * * *"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,8 @@ class Settings:
             near_dup_confirm=int(_number(env, "DESIGNFLOW_NEAR_DUP_CONFIRM", 26)),
             templates=env.get("DESIGNFLOW_TEMPLATES") or _default_templates(home),
             work_pool=env.get("DESIGNFLOW_WORK_POOL") or "designflow",
+            inbox=env.get("DESIGNFLOW_INBOX") or str(home / "inbox"),
+            sweep_cron=env.get("DESIGNFLOW_SWEEP_CRON") or "*/5 * * * *",
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:

@@ -40,7 +40,7 @@ def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
     from deployments.deploy import deploy_all
 
     deploy_all(pool, concurrency_limit=1)
-    worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1")
     log = open(root / "worker.log", "wb")  # noqa: SIM115
     state = {
         "pool": pool,
@@ -65,17 +65,20 @@ def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
 def start_worker(background) -> None:
     if background["worker"] is None:
         background["worker"] = subprocess.Popen(
-            [sys.executable, "-m", "designflow.cli", "worker", "--pool", background["pool"], "--poll-seconds", "1"],
+            [sys.executable, "-m", "designflow.cli", "worker", "--pool", background["pool"], "--poll-seconds", "1",
+             "--name", "worker-a"],
             env=background["worker_env"], stdout=background["log"], stderr=subprocess.STDOUT,
         )  # fmt: skip
 
 
-def wait_final(run_ids: list[str], timeout: float = 240) -> dict:
+def wait_final(run_ids: list[str], timeout: float = 240, workers: tuple = ()) -> dict:
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
+            for worker in workers:
+                assert worker.poll() is None, f"worker exited with {worker.returncode}"
             runs = {r: client.read_flow_run(uuid.UUID(r)) for r in run_ids}
             if all(run.state and run.state.is_final() for run in runs.values()):
                 return runs
@@ -98,7 +101,7 @@ def test_high_priority_run_starts_before_queued_low_ones(background) -> None:
     low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
     high = trigger_mockup_run([design], ["tshirt"], "high", None)
     start_worker(background)  # one slot (pool concurrency 1), three runs waiting
-    runs = wait_final(low + [high])
+    runs = wait_final(low + [high], workers=(background["worker"],))
     assert all(run.state.is_completed() for run in runs.values()), {
         r: x.state.message for r, x in runs.items()
     }
@@ -133,3 +136,71 @@ def test_async_upload_returns_run_id_and_run_completes(background, capsys) -> No
     assert main(["status", run["flow_run_id"]]) == 0
     out = capsys.readouterr().out
     assert "Completed" in out and "render mockups" in out
+
+
+def test_api_triggered_upload_over_http(background) -> None:
+    """What the seller's web app does: create an upload-designs run over REST, get its id at
+    once, then read its state until it completes."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    start_worker(background)
+    api = PREFECT_API_URL.value()
+    path = images.write_png(Path(background["root"]) / "api.png", seed=802)
+    with httpx.Client(base_url=api, timeout=10) as http:
+        deployment = (
+            http.get("/deployments/name/upload-designs/upload-designs").raise_for_status().json()
+        )
+        created = (
+            http.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                json={
+                    "parameters": {"paths": [str(path)], "user_id": "api-user"},
+                    "work_queue_name": "high",
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
+        run_id = created["id"]
+        assert created["state"]["type"] == "SCHEDULED"
+        deadline = time.monotonic() + 240
+        while True:
+            run = http.get(f"/flow_runs/{run_id}").raise_for_status().json()
+            if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            assert time.monotonic() < deadline, run["state"]
+            time.sleep(0.5)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert Catalog(os.environ["DESIGNFLOW_DATABASE_URL"]).count_designs("api-user") == 1
+
+
+def test_two_workers_take_runs_from_one_pool(background) -> None:
+    from tasks.mockups import trigger_mockup_run
+
+    start_worker(background)  # worker-a serves every queue
+    second_log = open(Path(background["root"]) / "worker-b.log", "wb")  # noqa: SIM115
+    worker_b = subprocess.Popen(
+        [sys.executable, "-m", "designflow.cli", "worker", "--pool", background["pool"], "--poll-seconds", "1",
+         "--work-queue", "low", "--name", "worker-b"],
+        env=background["worker_env"], stdout=second_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        design = stored_design(background, 803)
+        # worker-a was started with all queues; pause it so the low queue goes to worker-b.
+        background["worker"].send_signal(subprocess.signal.SIGSTOP)
+        low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
+        low_runs = wait_final(low)
+        background["worker"].send_signal(subprocess.signal.SIGCONT)
+        high = [trigger_mockup_run([design], ["tshirt"], "high", None) for _ in range(2)]
+        high_runs = wait_final(high)
+        assert all(r.state.is_completed() for r in {**low_runs, **high_runs}.values())
+    finally:
+        background["worker"].send_signal(subprocess.signal.SIGCONT)
+        worker_b.terminate()
+        worker_b.wait(30)
+        second_log.close()
+    log_b = (Path(background["root"]) / "worker-b.log").read_text(errors="replace")
+    log_a = (Path(background["root"]) / "worker.log").read_text(errors="replace")
+    assert all(r in log_b for r in low)  # worker-b ran the low-queue runs
+    assert all(r in log_a for r in high)  # worker-a, on the same pool, ran the others

@@ -1,0 +1,219 @@
+"""Mockup speed and background-run latency.
+
+Run: python -m bench.mockups [--runs 5] [--triggers 5]
+
+Rendering: a 4500x5400 RGBA design, 2000x2000 mockups from the shipped templates, for 1 and
+for 10 templates (the shipped ones repeated), with decoding included and excluded.
+Baseline in the same run: the straightforward renderer that works in float32 on the whole
+photo (premultiply after resizing, warp of the full frame, numpy blending).
+
+Triggering: a `prefect server` on 127.0.0.1, `designflow deploy`, one `designflow worker`
+(1 s poll); then, one at a time, run_deployment(timeout=0) for generate-mockups: time to get
+the run id, and trigger-to-start (run picked up: Pending; flow code running: Running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.designs import large_designs
+from designflow.mockup import PreparedDesign, Template, list_templates, render_mockup
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def naive_render(design_bgra: np.ndarray, template: Template) -> bytes:
+    """Float32 over the whole frame: what a first implementation of the same steps does."""
+    out_w, out_h = template.output_size
+    area_w, area_h = template.print_size
+    h, w = design_bgra.shape[:2]
+    scale = min(area_w / w, area_h / h)
+    small = cv2.resize(
+        design_bgra, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_LINEAR
+    )
+    f = small.astype(np.float32) / 255
+    f[..., :3] *= f[..., 3:4]
+    rect = np.array(
+        [[0, 0], [f.shape[1], 0], [f.shape[1], f.shape[0]], [0, f.shape[0]]], np.float32
+    )
+    m = cv2.getPerspectiveTransform(rect, template.print_area)
+    warped = cv2.warpPerspective(f, m, (out_w, out_h))
+    base = template.base.astype(np.float32) / 255
+    color = warped[..., :3]
+    if template.shading is not None:
+        color = color * (template.shading.astype(np.float32) / 255)
+    out = color + base * (1 - warped[..., 3:4])
+    return cv2.imencode(".jpg", (out * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[
+        1
+    ].tobytes()
+
+
+def render_benchmark(runs: int) -> None:
+    (path,) = large_designs(1)
+    data = path.read_bytes()
+    templates = list_templates(ROOT / "examples" / "templates")
+    ten = (templates * 10)[:10]
+    side = max(max(t.print_size) for t in templates)
+
+    def ours(ts: list[Template], decode: bool) -> float:
+        start = time.perf_counter()
+        design = PreparedDesign.from_bytes(data, max_side=side) if decode else prepared
+        for t in ts:
+            render_mockup(design, t)
+        return (time.perf_counter() - start) / len(ts)
+
+    prepared = PreparedDesign.from_bytes(data, max_side=side)
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+    def naive(ts: list[Template]) -> float:
+        start = time.perf_counter()
+        for t in ts:
+            naive_render(raw, t)
+        return (time.perf_counter() - start) / len(ts)
+
+    rows = []
+    for label, ts in (("1 template", templates[:1]), ("10 templates", ten)):
+        inc = statistics.median(ours(ts, True) for _ in range(runs))
+        exc = statistics.median(ours(ts, False) for _ in range(runs))
+        base = statistics.median(naive(ts) for _ in range(max(1, runs // 2)))
+        rows.append((label, inc, exc, base))
+    print(
+        f"4500x5400 RGBA design ({len(data) / 1e6:.1f} MB PNG) -> 2000x2000 JPEG mockups, medians of {runs}"
+    )
+    for label, inc, exc, base in rows:
+        print(f"  {label:13}: {1000 * inc:7.1f} ms/mockup with decode, {1000 * exc:6.1f} ms/mockup after decode"
+              f"  (float32 full-frame baseline after decode: {1000 * base:6.1f} ms, {base / exc:.1f}x)")  # fmt: skip
+    print("  target: <= 30 ms per mockup after decode")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def trigger_benchmark(triggers: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-mockups-"))
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        PREFECT_HOME=str(work / "prefect"),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DESIGNFLOW_HOME=str(work / "home"),
+        DESIGNFLOW_NAS_URL=f"file://{work / 'nas'}",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = None
+    try:
+        _wait_http(port)
+        os.environ.update(
+            {k: v for k, v in env.items() if k.startswith(("PREFECT_", "DESIGNFLOW_"))}
+        )
+        subprocess.run(
+            [sys.executable, "-m", "designflow.cli", "deploy"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        # A real design to render, stored through the normal upload path.
+        from flows.upload import upload_designs
+
+        design_path = work / "design.png"
+        from designflow.samples import make_artwork, png_bytes
+
+        design_path.write_bytes(png_bytes(make_artwork(1, (1500, 1800))))
+        design_id = upload_designs(paths=[str(design_path)], user_id="bench")["stored"][0][
+            "design_id"
+        ]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "designflow.cli", "worker", "--poll-seconds", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(5)  # the worker registers with its pool
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        call, pending, running = [], [], []
+        with get_client(sync_client=True) as client:
+            for _ in range(triggers):
+                t0 = time.time()
+                run = run_deployment(
+                    "generate-mockups/generate-mockups",
+                    parameters={"design_ids": [design_id], "template_ids": ["tshirt"]},
+                    timeout=0, work_queue_name="high", as_subflow=False,
+                )  # fmt: skip
+                call.append(time.time() - t0)
+                seen_pending = seen_running = None
+                while True:
+                    state = client.read_flow_run(run.id).state
+                    now = time.time()
+                    if state.type.value in ("PENDING", "RUNNING") and seen_pending is None:
+                        seen_pending = now
+                    if state.type.value == "RUNNING" and seen_running is None:
+                        seen_running = now
+                    if state.is_final():
+                        break
+                    time.sleep(0.05)
+                history = client.read_flow_run_states(run.id)
+                times = {s.type.value: s.timestamp.timestamp() for s in history}
+                pending.append(times.get("PENDING", seen_pending or now) - t0)
+                running.append(times.get("RUNNING", seen_running or now) - t0)
+        print(f"trigger latency over {triggers} runs (worker polls every 1 s; process worker):")
+        print(
+            f"  run_deployment(timeout=0) -> run id : {1000 * statistics.median(call):7.1f} ms (target <= 100 ms)"
+        )
+        print(f"  trigger -> picked up (Pending)       : {statistics.median(pending):7.2f} s")
+        print(
+            f"  trigger -> flow code running         : {statistics.median(running):7.2f} s (target <= 3 s)"
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        server.terminate()
+        server.wait(30)
+
+
+def _wait_http(port: int, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("prefect server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--triggers", type=int, default=5)
+    args = parser.parse_args()
+    render_benchmark(args.runs)
+    if args.triggers:
+        trigger_benchmark(args.triggers)
+    _ = uuid  # noqa
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""sweep_inbox: ingest the complete files of a seller's inbox folder, then file them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from designflow.inbox import SweepBusy, sweep_lock, user_folder
+from flows.upload import UploadIncomplete, upload_designs
+from tasks.inbox import file_swept, scan_user_inbox
+
+
+@flow(name="sweep-inbox")
+def sweep_inbox(
+    inbox: str,
+    user_id: str | None = None,
+    settle_seconds: float = 30.0,
+    allow_near_duplicates: bool = False,
+    mockup_templates: list[str] | None = None,
+) -> dict:
+    """Upload the complete design files in `inbox/<user_id>/` and move them to processed/
+    (stored or duplicate) or quarantine/ (rejected, with a .reason.txt). Files still being
+    written, and files that failed for a transient reason, wait for the next sweep.
+
+    inbox: the inbox root folder. user_id: the seller (their folder is inbox/<user_id>);
+    empty: every seller folder in the inbox, one after the other.
+    settle_seconds: a file unchanged this long is complete even on the first look.
+    """
+    if not user_id:
+        users = (
+            sorted(
+                p.name for p in Path(inbox).iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
+            if Path(inbox).is_dir()
+            else []
+        )
+        return {
+            "users": {
+                u: _sweep_user(inbox, u, settle_seconds, allow_near_duplicates, mockup_templates)
+                for u in users
+            }
+        }
+    return _sweep_user(inbox, user_id, settle_seconds, allow_near_duplicates, mockup_templates)
+
+
+def _sweep_user(
+    inbox: str,
+    user_id: str,
+    settle_seconds: float,
+    allow_near_duplicates: bool,
+    mockup_templates: list[str] | None,
+) -> dict:
+    logger = get_run_logger()
+    folder = user_folder(inbox, user_id)
+    try:
+        with sweep_lock(folder):
+            scan = scan_user_inbox(str(folder), settle_seconds)
+            logger.info(
+                "inbox %s: %d ready, %d still being written, %d outside links",
+                folder, len(scan.ready), len(scan.waiting), len(scan.outside),
+            )  # fmt: skip
+            report: dict = {
+                "stored": [],
+                "duplicates": [],
+                "rejected": [],
+                "failed": [],
+                "flow_run_id": None,
+            }
+            if scan.ready:
+                state = upload_designs(
+                    paths=scan.ready,
+                    user_id=user_id,
+                    allow_near_duplicates=allow_near_duplicates,
+                    mockup_templates=mockup_templates,
+                    return_state=True,
+                )
+                if state.is_completed():
+                    report = state.result()
+                else:
+                    error = state.result(raise_on_failure=False)
+                    if not isinstance(error, UploadIncomplete):
+                        raise error
+                    report = error.report  # file what was accounted for; the rest waits
+            moved = file_swept(str(folder), report, scan.outside)
+    except SweepBusy as exc:
+        logger.info("skipped: %s", exc)
+        return {"skipped": str(exc)}
+    return {
+        "inbox": str(folder),
+        "upload_run_id": report.get("flow_run_id"),
+        "processed": [Path(p).name for p in moved["processed"]],
+        "quarantined": [Path(p).name for p in moved["quarantined"]],
+        "waiting": [Path(p).name for p in scan.waiting],
+        "left_for_retry": [Path(p).name for p in moved["left"]],
+    }

@@ -1,0 +1,108 @@
+"""sweep_inbox against a real inbox folder, catalog and NAS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from designflow.catalog import Catalog
+from designflow.inbox import sweep_lock
+from flows.sweep import sweep_inbox
+from flows.upload import upload_designs
+from tests import images
+from tests.conftest import DesignflowEnv
+
+
+def age(path: Path, seconds: float = 120) -> Path:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+    return path
+
+
+def test_sweep_files_complete_partial_bad_and_duplicate(designflow_env: DesignflowEnv) -> None:
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "sam"
+    (folder / "shop").mkdir(parents=True)
+    done = age(images.write_png(folder / "done.png", seed=900))
+    age(images.write_png(folder / "shop" / "nested.png", seed=901))
+    writing = images.write_png(folder / "writing.png", seed=902)  # just written: first look
+    bad = folder / "notes.png"
+    bad.write_text("not an image")
+    age(bad)
+    dup = folder / "again.png"
+    shutil.copy(images.write_png(designflow_env.inputs / "earlier.png", seed=903), dup)
+    age(dup)
+    upload_designs(paths=[str(designflow_env.inputs / "earlier.png")], user_id="sam")
+
+    first = sweep_inbox(str(inbox), "sam", settle_seconds=30)
+    assert sorted(first["processed"]) == ["again.png", "done.png", "nested.png"]
+    assert first["quarantined"] == ["notes.png"]
+    assert first["waiting"] == ["writing.png"]
+    assert (folder / "processed" / "done.png").is_file() and not done.exists()
+    assert (folder / "processed" / "shop" / "nested.png").is_file()
+    reason = (folder / "quarantine" / "notes.png.reason.txt").read_text()
+    assert "not a PNG, JPEG" in reason
+    assert writing.exists()
+
+    second = sweep_inbox(str(inbox), "sam", settle_seconds=30)  # unchanged since the last look
+    assert second["processed"] == ["writing.png"]
+    names = {
+        r["original_name"] for r in Catalog(designflow_env.database_url).designs_of_user("sam")
+    }
+    assert names == {"earlier.png", "done.png", "nested.png", "writing.png"}
+
+
+def test_overlapping_sweep_is_refused(designflow_env: DesignflowEnv) -> None:
+    inbox = designflow_env.inputs / "inbox"
+    age(images.write_png((inbox / "tom").mkdir(parents=True) or inbox / "tom" / "a.png", seed=910))
+    with sweep_lock(inbox / "tom"):
+        result = sweep_inbox(str(inbox), "tom", settle_seconds=30)
+    assert "another sweep" in result["skipped"]
+    assert (inbox / "tom" / "a.png").exists()
+    assert sweep_inbox(str(inbox), "tom", settle_seconds=30)["processed"] == ["a.png"]
+
+
+def test_crash_between_upload_and_move_loses_nothing(designflow_env: DesignflowEnv) -> None:
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "uma"
+    folder.mkdir(parents=True)
+    files = [age(images.write_png(folder / f"c{i}.png", seed=920 + i)) for i in range(3)]
+    # What a sweep that died right after its upload leaves: stored designs, files still here.
+    upload_designs(paths=[str(f) for f in files], user_id="uma")
+    result = sweep_inbox(str(inbox), "uma", settle_seconds=30)
+    assert sorted(result["processed"]) == ["c0.png", "c1.png", "c2.png"]
+    assert len(Catalog(designflow_env.database_url).designs_of_user("uma")) == 3
+    assert sorted(p.name for p in (folder / "processed").iterdir()) == [
+        "c0.png",
+        "c1.png",
+        "c2.png",
+    ]
+
+
+def test_symlink_outside_inbox_is_quarantined_not_followed(designflow_env: DesignflowEnv) -> None:
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "vic"
+    folder.mkdir(parents=True)
+    secret = images.write_png(designflow_env.inputs / "outside.png", seed=930)
+    (folder / "link.png").symlink_to(secret)
+    result = sweep_inbox(str(inbox), "vic", settle_seconds=0)
+    assert result["quarantined"] == ["link.png"] and result["processed"] == []
+    assert secret.is_file()  # the target is untouched
+    assert "outside the inbox" in (folder / "quarantine" / "link.png.reason.txt").read_text()
+    catalog = Catalog(designflow_env.database_url)
+    catalog.migrate()  # no upload ran: nothing in the inbox was a design
+    assert catalog.designs_of_user("vic") == []
+
+
+def test_sweep_all_users(designflow_env: DesignflowEnv) -> None:
+    inbox = designflow_env.inputs / "inbox"
+    for user, seed in (("wes", 940), ("xia", 941)):
+        (inbox / user).mkdir(parents=True)
+        age(images.write_png(inbox / user / "d.png", seed=seed))
+    result = sweep_inbox(str(inbox), settle_seconds=30)
+    assert {u: r["processed"] for u, r in result["users"].items()} == {
+        "wes": ["d.png"],
+        "xia": ["d.png"],
+    }
