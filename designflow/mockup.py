@@ -210,28 +210,35 @@ def render_mockup(design: PreparedDesign, template: Template, jpeg_quality: int 
 
 
 def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarray:
-    out_w, out_h = template.output_size
     area_w, area_h = template.print_size
     src = design.premultiplied
     src_h, src_w = src.shape[:2]
-    # Fit the design inside the print area, centred, keeping its proportions.
+    # Fit the design inside the print area, centred, keeping its proportions ...
     scale = min(area_w / src_w, area_h / src_h)
-    fit_w, fit_h = max(1, int(src_w * scale)), max(1, int(src_h * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    fitted = cv2.resize(src, (fit_w, fit_h), interpolation=interpolation)
-    canvas = np.zeros((area_h, area_w, 4), np.uint8)
-    x0, y0 = (area_w - fit_w) // 2, (area_h - fit_h) // 2
-    canvas[y0 : y0 + fit_h, x0 : x0 + fit_w] = fitted
+    fit_w, fit_h = src_w * scale, src_h * scale
+    x0, y0 = (area_w - fit_w) / 2, (area_h - fit_h) / 2
+    placed = np.array(
+        [[x0, y0], [x0 + fit_w, y0], [x0 + fit_w, y0 + fit_h], [x0, y0 + fit_h]], np.float32
+    )
+    if scale < 0.5:  # a large reduction: area-average first so the warp does not alias
+        src = cv2.resize(
+            src, (max(1, round(fit_w)), max(1, round(fit_h))), interpolation=cv2.INTER_AREA
+        )
+        src_h, src_w = src.shape[:2]
 
-    # Warp only the bounding box of the print area, not the whole photo.
+    # ... then one perspective warp, design pixels straight into the bounding box of the
+    # print area (not the whole photo).
     bx0, by0, bx1, by1 = template.roi
     roi_w, roi_h = bx1 - bx0, by1 - by0
     rect = np.array([[0, 0], [area_w, 0], [area_w, area_h], [0, area_h]], np.float32)
-    homography = cv2.getPerspectiveTransform(
+    area_to_roi = cv2.getPerspectiveTransform(
         rect, template.print_area - np.array([bx0, by0], np.float32)
     )
+    corners = cv2.perspectiveTransform(placed[None], area_to_roi)[0]
+    source = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
+    homography = cv2.getPerspectiveTransform(source, corners)
     warped = cv2.warpPerspective(
-        canvas,
+        src,
         homography,
         (roi_w, roi_h),
         flags=cv2.INTER_LINEAR,

@@ -39,6 +39,7 @@ from tasks.nas import upload_to_nas
 from tasks.reporting import UploadProgress, publish_upload_report
 from tasks.resources import current_settings, release_nas
 from tasks.retry import io_retry_delays
+from tasks.runners import fingerprint_runner_kind, fingerprint_task_runner
 
 
 class UploadIncomplete(RuntimeError):
@@ -166,7 +167,12 @@ def process_batch(
     label = f"batch {batch_index}/{batch_count}"
 
     t0 = time.perf_counter()
-    results = [f.result() for f in fingerprint_file.map([f.path for f in files])]
+    if fingerprint_runner_kind() == "threads":
+        results = [f.result() for f in fingerprint_file.map([f.path for f in files])]
+    else:  # fingerprinting on a Dask cluster; the I/O tasks stay in this process
+        results = fingerprint_batch.with_options(task_runner=fingerprint_task_runner())(
+            [f.path for f in files]
+        )
     fingerprints = [r for r in results if isinstance(r, Fingerprint)]
     out.rejected.extend(r for r in results if isinstance(r, RejectedFile))
     t1 = time.perf_counter()
@@ -304,6 +310,12 @@ def process_batch(
         label, len(out.stored), *out.timings_ms.values(),
     )  # fmt: skip
     return out
+
+
+@flow(name="fingerprint-batch", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def fingerprint_batch(paths: list[str]) -> list:
+    """Fingerprint files in parallel on the configured task runner (threads or Dask)."""
+    return [f.result() for f in fingerprint_file.map(paths)]
 
 
 def _new_design(

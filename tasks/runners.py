@@ -1,0 +1,37 @@
+"""Which task runner the CPU-bound fingerprinting uses: threads (default) or Dask.
+
+DESIGNFLOW_TASK_RUNNER=threads   ThreadPoolTaskRunner(max_workers=4) in the flow's process
+DESIGNFLOW_TASK_RUNNER=dask      prefect-dask's DaskTaskRunner: a local cluster, or the
+                                 scheduler at DESIGNFLOW_DASK_ADDRESS (tcp://host:8786)
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+
+def fingerprint_runner_kind() -> str:
+    kind = (os.environ.get("DESIGNFLOW_TASK_RUNNER") or "threads").strip().lower()
+    if kind not in ("threads", "dask"):
+        raise ValueError(f"DESIGNFLOW_TASK_RUNNER must be 'threads' or 'dask', got {kind!r}")
+    return kind
+
+
+def fingerprint_task_runner():
+    if fingerprint_runner_kind() == "threads":
+        return ThreadPoolTaskRunner(max_workers=4)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise RuntimeError(
+            "DESIGNFLOW_TASK_RUNNER=dask needs prefect-dask: pip install -e '.[dask]'"
+        ) from None
+    address = os.environ.get("DESIGNFLOW_DASK_ADDRESS")
+    if address:
+        return DaskTaskRunner(address=address)
+    # Two worker processes of two threads: one per core, threads for Pillow's released GIL.
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": 2, "threads_per_worker": 2, "dashboard_address": None}
+    )
