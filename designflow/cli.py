@@ -92,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--limit", type=int, default=4, help="runs at once")
     srv.set_defaults(handler=_cmd_serve)
 
+    rep = sub.add_parser(
+        "report", help="per-run metrics: durations, stage times, outcomes, mockup queue"
+    )
+    rep.add_argument("--since", default="7d", help="period, e.g. 7d, 24h, 30m (default 7d)")
+    rep.add_argument("--user", default=None)
+    rep.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+    rep.add_argument("--output", default=None, help="file to write (needed for parquet)")
+    rep.add_argument(
+        "--plot", default=None, metavar="FILE.png", help="also draw stage time per run"
+    )
+    rep.set_defaults(handler=_cmd_report)
+
     st = sub.add_parser("status", help="state of a flow run, its tasks and its result")
     st.add_argument("run_id")
     st.add_argument("--json", action="store_true")
@@ -318,6 +330,41 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     print("stopped")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from designflow.catalog import Catalog
+    from designflow.run_report import plot_stage_times, runs_frame, summary
+    from designflow.settings import Settings
+
+    catalog = Catalog(_catalog_url(Settings.from_env()))
+    catalog.migrate()
+    try:
+        frame = runs_frame(catalog, args.since, args.user)
+    except ValueError as exc:
+        print(f"designflow: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "parquet":
+        if not args.output:
+            print("designflow: --format parquet needs --output FILE", file=sys.stderr)
+            return 2
+        frame.write_parquet(args.output)
+        print(f"wrote {frame.height} run(s) to {args.output}")
+    elif args.format == "csv":
+        if args.output:
+            frame.write_csv(args.output)
+        else:
+            sys.stdout.write(frame.write_csv())
+    else:
+        with pl.Config(tbl_rows=200, tbl_cols=30, tbl_width_chars=240, fmt_str_lengths=40):
+            print(frame.drop("flow_run_id") if "flow_run_id" in frame.columns else frame)
+            print(summary(frame))
+    if args.plot:
+        plot_stage_times(frame, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -34,6 +35,7 @@ from tasks.catalog import (
 )
 from tasks.files import collect_files
 from tasks.fingerprint import fingerprint_file
+from tasks.metrics import record_run_metrics
 from tasks.mockups import enqueue_mockups
 from tasks.nas import upload_to_nas
 from tasks.reporting import UploadProgress, publish_upload_report
@@ -90,6 +92,7 @@ def upload_designs(
 
     progress = UploadProgress(total=len(files))
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     try:
         for index, batch in enumerate(batches, start=1):
             outcome = process_batch(
@@ -141,6 +144,10 @@ def upload_designs(
     )
     publish_upload_report(report)
     result = report.as_dict()
+    if run_id:
+        metrics = record_run_metrics(result, started_at, return_state=True)
+        if not metrics.is_completed():
+            logger.warning("run metrics not recorded: %s", _failure_reason(metrics))
     if report.failed:
         raise UploadIncomplete(result)
     return result
