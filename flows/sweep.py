@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from designflow.inbox import SweepBusy, sweep_lock, user_folder
-from flows.upload import UploadIncomplete, upload_designs
+from flows.upload import UploadIncomplete, subflow_settings, upload_designs
 from tasks.inbox import file_swept, scan_user_inbox
 
 
@@ -68,13 +68,14 @@ def _sweep_user(
                 "flow_run_id": None,
             }
             if scan.ready:
-                state = upload_designs(
-                    paths=scan.ready,
-                    user_id=user_id,
-                    allow_near_duplicates=allow_near_duplicates,
-                    mockup_templates=mockup_templates,
-                    return_state=True,
-                )
+                with subflow_settings():
+                    state = upload_designs(
+                        paths=scan.ready,
+                        user_id=user_id,
+                        allow_near_duplicates=allow_near_duplicates,
+                        mockup_templates=mockup_templates,
+                        return_state=True,
+                    )
                 if state.is_completed():
                     report = state.result()
                 else:
