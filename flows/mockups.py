@@ -10,6 +10,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.states import failure_reason
 from tasks.mockups import render_design_mockups, store_mockup
 from tasks.resources import release_nas
 from tasks.retry import io_retry_delays
@@ -43,14 +44,14 @@ def generate_mockups(
             if future.state.is_completed():
                 stores.extend(store.submit(m, run_id) for m in future.result())
             else:
-                failed.append({"design_id": design_id, "reason": _reason(future.state)})
+                failed.append({"design_id": design_id, "reason": failure_reason(future.state)})
         wait(stores)
         mockups = []
         for future in stores:
             if future.state.is_completed():
                 mockups.append(future.result())
             else:
-                failed.append({"design_id": None, "reason": _reason(future.state)})
+                failed.append({"design_id": None, "reason": failure_reason(future.state)})
     finally:
         release_nas()
     _publish(mockups, failed)
@@ -112,11 +113,3 @@ def _thumbnail(path: str) -> str:
     small = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return base64.b64encode(data.tobytes()).decode()
-
-
-def _reason(state) -> str:
-    try:
-        state.result()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name

@@ -27,6 +27,7 @@ from designflow.report import (
     UploadReport,
 )
 from flows.mockups import generate_mockups
+from flows.states import failure_reason
 from tasks.catalog import (
     count_user_designs,
     find_known_designs,
@@ -155,7 +156,7 @@ def upload_designs(
                     len(stored_ids),
                 )
             else:
-                report.mockup_error = f"mockup run not enqueued (run `designflow deploy` first?): {_failure_reason(enqueued)}"
+                report.mockup_error = f"mockup run not enqueued (run `designflow deploy` first?): {failure_reason(enqueued)}"
                 logger.warning(report.mockup_error)
         else:
             with subflow_settings():
@@ -165,7 +166,7 @@ def upload_designs(
             if made.is_completed():
                 report.mockups = made.result()["mockups"]
             else:
-                report.mockup_error = f"mockups failed: {_failure_reason(made)}"
+                report.mockup_error = f"mockups failed: {failure_reason(made)}"
         report.timings_ms["mockups"] = round((time.perf_counter() - t_mockups) * 1000, 1)
     report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
     progress.finish(
@@ -177,7 +178,7 @@ def upload_designs(
     if run_id:
         metrics = record_run_metrics(result, started_at, return_state=True)
         if not metrics.is_completed():
-            logger.warning("run metrics not recorded: %s", _failure_reason(metrics))
+            logger.warning("run metrics not recorded: %s", failure_reason(metrics))
     if report.failed:
         raise UploadIncomplete(result)
     return result
@@ -227,7 +228,7 @@ def process_batch(
         user_id, sorted({fp.sha256 for fp in fingerprints}), return_state=True
     )
     if not lookup.is_completed():
-        reason = f"catalog unavailable after retries: {_failure_reason(lookup)}"
+        reason = f"catalog unavailable after retries: {failure_reason(lookup)}"
         out.failed.extend(FailedFile(fp.path, reason) for fp in fingerprints)
         return out
     known = lookup.result()
@@ -242,7 +243,7 @@ def process_batch(
         user_id, near_queries(dedup.to_store), distance, return_state=True
     )
     if not near_lookup.is_completed():
-        reason = f"catalog unavailable after retries: {_failure_reason(near_lookup)}"
+        reason = f"catalog unavailable after retries: {failure_reason(near_lookup)}"
         out.failed.extend(FailedFile(fp.path, reason) for fp in dedup.to_store)
         out.failed.extend(FailedFile(c.path, reason) for c, _ in dedup.in_batch)
         return out
@@ -278,7 +279,7 @@ def process_batch(
         if state.is_completed():
             on_nas.append(fp)
         else:
-            reason = _failure_reason(state)
+            reason = failure_reason(state)
             if "changed after it was fingerprinted" in reason:
                 out.rejected.append(RejectedFile(fp.path, reason.split(": ", 1)[-1]))
             else:
@@ -291,7 +292,7 @@ def process_batch(
     if not insert.is_completed():
         # The files are on the NAS under their content address; a re-run records them
         # without uploading again, and `designflow verify` can adopt them.
-        reason = f"catalog unavailable after retries: {_failure_reason(insert)}"
+        reason = f"catalog unavailable after retries: {failure_reason(insert)}"
         out.failed.extend(FailedFile(fp.path, reason) for fp in on_nas)
         out.failed.extend(FailedFile(c.path, reason) for c, _ in dedup.in_batch)
         out.failed.extend(
@@ -386,11 +387,3 @@ def _with_near(
         return stored
     of = near[0] if near[0] is not None else ids.get(near[1] or "")
     return StoredDesign(stored.file, stored.design_id, stored.sha256, stored.nas_path, of, near[2])
-
-
-def _failure_reason(state) -> str:
-    try:
-        state.result()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name
