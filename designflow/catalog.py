@@ -426,6 +426,21 @@ class Catalog:
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def users(self) -> list[str]:
+        with self.connect() as conn:
+            return [
+                r[0] for r in conn.execute("SELECT DISTINCT user_id FROM design_images ORDER BY 1")
+            ]
+
+    def mark_missing(self, user_id: str, design_ids: Sequence[int]) -> list[int]:
+        with self.connect() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE design_images SET is_active = false, missing_since = now()"
+                " WHERE user_id = %s AND id = ANY(%s) RETURNING id",
+                (user_id, list(design_ids)),
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
     def deactivate(self, user_id: str, design_ids: Sequence[int]) -> int:
         with self.connect() as conn, conn.transaction():
             cur = conn.execute(

@@ -104,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.set_defaults(handler=_cmd_report)
 
+    ver = sub.add_parser("verify", help="compare the catalog with the NAS (and repair)")
+    ver.add_argument("--user", default=None)
+    ver.add_argument(
+        "--repair", action="store_true", help="adopt orphan files, mark missing designs"
+    )
+    ver.add_argument("--deep", action="store_true", help="also compare sha256 (reads every file)")
+    ver.add_argument("--json", action="store_true")
+    ver.set_defaults(handler=_cmd_verify)
+
     st = sub.add_parser("status", help="state of a flow run, its tasks and its result")
     st.add_argument("run_id")
     st.add_argument("--json", action="store_true")
@@ -366,6 +375,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
         plot_stage_times(frame, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from designflow.catalog import Catalog
+    from designflow.nas import nas_from_url
+    from designflow.settings import Settings
+    from designflow.verify import verify
+
+    settings = Settings.from_env()
+    catalog = Catalog(_catalog_url(settings))
+    catalog.migrate()
+    nas = nas_from_url(settings.nas_url, settings)
+    try:
+        report = verify(
+            catalog, nas, args.user, repair=args.repair, deep=args.deep, limits=settings.limits
+        )
+    finally:
+        nas.close()
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(
+            f"checked {report.checked} design(s): {'clean' if report.clean else 'problems found'}"
+        )
+        for m in report.missing:
+            print(f"  missing    design {m['design_id']}: {m['nas_path']}")
+        for m in report.mismatched:
+            print(f"  mismatch   design {m['design_id']}: {m['nas_path']} ({m['why']})")
+        for p in report.orphans:
+            print(f"  orphan     {p}")
+        for p in report.temporary:
+            print(f"  temporary  {p}")
+        for a in report.adopted:
+            print(f"  adopted    {a['nas_path']} as design {a['design_id']}")
+        if report.marked_missing:
+            print(f"  marked missing (inactive): {report.marked_missing}")
+    return 0 if report.clean or args.repair else 1
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
