@@ -79,11 +79,20 @@ _nas_lock = threading.Lock()
 _nas_by_key: dict[tuple, Nas] = {}
 
 
+def _nas_key(settings: Settings) -> tuple:
+    """Everything that makes a different NAS client, credentials included (a changed
+    password or passphrase must not keep using the client made with the old one)."""
+    return (
+        settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts,
+        settings.nas_password, settings.nas_key_passphrase, settings.nas_upload_processes,
+    )  # fmt: skip
+
+
 def nas(settings: Settings | None = None) -> Nas:
     """One NAS client per configuration and process, so the SFTP connection pool is shared
     by every task, batch and run in the process."""
     settings = settings or current_settings()
-    key = (settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts)
+    key = _nas_key(settings)
     with _nas_lock:
         client = _nas_by_key.get(key)
         if client is None:
@@ -100,7 +109,7 @@ def nas(settings: Settings | None = None) -> Nas:
 def release_nas(settings: Settings | None = None) -> None:
     """End of a run: close idle NAS connections (the pool itself stays usable)."""
     settings = settings or current_settings()
-    key = (settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts)
+    key = _nas_key(settings)
     with _nas_lock:
         client = _nas_by_key.get(key)
     if client is not None:

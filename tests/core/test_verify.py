@@ -51,7 +51,11 @@ def test_verify_reports_and_repairs(database_url: str, tmp_path: Path) -> None:
     assert rows[orphan]["is_active"] and not rows[gone]["is_active"]
 
     after = verify(catalog, nas, "ivy")
-    assert after.missing == [] and after.orphans == [] and [m["nas_path"] for m in after.mismatched] == [cut]
+    assert (
+        after.missing == []
+        and after.orphans == []
+        and [m["nas_path"] for m in after.mismatched] == [cut]
+    )
     assert verify(catalog, nas, "jon").clean
     deep = verify(catalog, nas, "jon", deep=True)
     assert deep.clean and deep.checked == 1
