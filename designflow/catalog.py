@@ -111,12 +111,7 @@ class Catalog:
         if not sha256s:
             return {}
         with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT id, sha256, nas_path, flow_run_id, batch_id FROM design_images"
-                " WHERE user_id = %s AND sha256 = ANY(%s)",
-                (user_id, list(sha256s)),
-            ).fetchall()
-        return {row[1]: ExistingDesign(*row) for row in rows}
+            return _by_sha256(conn, user_id, sha256s)
 
     def count_designs(self, user_id: str, active_only: bool = True) -> int:
         with self.connect() as conn:
@@ -187,12 +182,7 @@ class Catalog:
             missing = [d for d in designs if d.sha256 not in inserted]
             already: dict[str, ExistingDesign] = {}
             if missing:
-                rows = conn.execute(
-                    "SELECT id, sha256, nas_path, flow_run_id, batch_id FROM design_images"
-                    " WHERE user_id = %s AND sha256 = ANY(%s)",
-                    (missing[0].user_id, [d.sha256 for d in missing]),
-                ).fetchall()
-                already = {row[1]: ExistingDesign(*row) for row in rows}
+                already = _by_sha256(conn, missing[0].user_id, [d.sha256 for d in missing])
         return RecordResult(inserted, already)
 
     def copy_designs(self, designs: Iterable[NewDesign]) -> int:
@@ -448,6 +438,17 @@ class Catalog:
                 (user_id, list(design_ids)),
             )
             return cur.rowcount
+
+
+def _by_sha256(
+    conn: psycopg.Connection, user_id: str, sha256s: Sequence[str]
+) -> dict[str, ExistingDesign]:
+    rows = conn.execute(
+        "SELECT id, sha256, nas_path, flow_run_id, batch_id FROM design_images"
+        " WHERE user_id = %s AND sha256 = ANY(%s)",
+        (user_id, list(sha256s)),
+    ).fetchall()
+    return {row[1]: ExistingDesign(*row) for row in rows}
 
 
 def _row(d: NewDesign) -> tuple[object, ...]:

@@ -378,21 +378,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from designflow.catalog import Catalog
-    from designflow.nas import nas_from_url
-    from designflow.settings import Settings
     from designflow.verify import verify
 
-    settings = Settings.from_env()
-    catalog = Catalog(_catalog_url(settings))
-    catalog.migrate()
-    nas = nas_from_url(settings.nas_url, settings)
-    try:
+    with _catalog_and_nas() as (settings, catalog, nas):
         report = verify(
             catalog, nas, args.user, repair=args.repair, deep=args.deep, limits=settings.limits
         )
-    finally:
-        nas.close()
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -504,13 +495,28 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _catalog_url(settings) -> str:
-    if settings.catalog_block and not settings.database_url:
-        from tasks.resources import database_url
+    """The catalog the flows use: DESIGNFLOW_DATABASE_URL, the catalog block, or embedded."""
+    from tasks.resources import database_url
 
-        return database_url(settings)
-    from designflow.embedded import embedded_database_url
+    return database_url(settings)
 
-    return settings.database_url or embedded_database_url(settings.home)
+
+@contextlib.contextmanager
+def _catalog_and_nas():
+    """Migrated catalog and NAS client for the maintenance commands, resolved the way the
+    upload tasks resolve them (so a NAS block counts here too); the NAS is closed after."""
+    from designflow.catalog import Catalog
+    from designflow.settings import Settings
+    from tasks import resources
+
+    settings = Settings.from_env()
+    catalog = Catalog(_catalog_url(settings))
+    catalog.migrate()
+    nas = resources.nas(settings)
+    try:
+        yield settings, catalog, nas
+    finally:
+        resources.close_all()
 
 
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
@@ -526,18 +532,9 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_db_backfill(args: argparse.Namespace) -> int:
     from designflow.backfill import backfill_near_hashes
-    from designflow.catalog import Catalog
-    from designflow.nas import nas_from_url
-    from designflow.settings import Settings
 
-    settings = Settings.from_env()
-    catalog = Catalog(_catalog_url(settings))
-    catalog.migrate()
-    nas = nas_from_url(settings.nas_url, settings)
-    try:
+    with _catalog_and_nas() as (settings, catalog, nas):
         result = backfill_near_hashes(catalog, nas, settings.limits)
-    finally:
-        nas.close()
     print(f"recomputed near-duplicate hashes of {result.updated} design(s)")
     for line in result.missing or []:
         print(f"  could not read {line}", file=sys.stderr)

@@ -185,7 +185,7 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
     if parsed.scheme == "file":
         return LocalNas(unquote(parsed.path))
     if parsed.scheme == "sftp":
-        from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
+        from designflow.sftp import SftpCredentials, SftpTarget, sftp_nas
 
         settings = settings or Settings.from_env()
         target = SftpTarget.from_url(url)
@@ -195,8 +195,7 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
             key_file=settings.nas_key_file,
             key_passphrase=settings.nas_key_passphrase,
         )
-        pool = SftpPool(target, credentials, settings.nas_max_connections)
-        if settings.nas_upload_processes > 0:
-            return ProcessSftpNas(target, pool, settings.nas_upload_processes)
-        return SftpNas(target, pool)
+        return sftp_nas(
+            target, credentials, settings.nas_max_connections, settings.nas_upload_processes
+        )
     raise NasError(f"unsupported NAS URL scheme {parsed.scheme!r} (use file:// or sftp://)")

@@ -568,3 +568,12 @@ class ProcessSftpNas(SftpNas):
     def close(self) -> None:
         self._shutdown()
         super().close()
+
+
+def sftp_nas(
+    target: SftpTarget, credentials: SftpCredentials, max_connections: int, processes: int
+) -> SftpNas:
+    """The SFTP NAS a configuration asks for: uploads in `processes` worker processes, or
+    in the calling threads when 0."""
+    pool = SftpPool(target, credentials, max_connections)
+    return ProcessSftpNas(target, pool, processes) if processes > 0 else SftpNas(target, pool)

@@ -53,8 +53,9 @@ def verify(
     report = VerifyReport()
     users = [check_user_id(user_id)] if user_id else catalog.users()
     for user in users:
-        rows = [r for r in catalog.designs_of_user(user) if r["is_active"]]
-        known = {str(r["nas_path"]) for r in catalog.designs_of_user(user)}
+        every = catalog.designs_of_user(user)
+        rows = [r for r in every if r["is_active"]]
+        known = {str(r["nas_path"]) for r in every}
         for row in rows:
             report.checked += 1
             path = str(row["nas_path"])

@@ -11,7 +11,7 @@ import tempfile
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
+from designflow.sftp import SftpCredentials, SftpNas, SftpTarget, sftp_nas
 
 
 class SftpNasBlock(Block):
@@ -44,10 +44,7 @@ class SftpNasBlock(Block):
             key_data=_reveal(self.private_key),
             key_passphrase=_reveal(self.key_passphrase),
         )
-        pool = SftpPool(target, credentials, self.max_connections)
-        if self.upload_processes:
-            return ProcessSftpNas(target, pool, self.upload_processes)
-        return SftpNas(target, pool)
+        return sftp_nas(target, credentials, self.max_connections, self.upload_processes)
 
 
 def _reveal(secret: SecretStr | None) -> str | None:
