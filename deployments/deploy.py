@@ -4,6 +4,7 @@ the deployments. One command: `designflow deploy` (idempotent).
     work pool "designflow" (process)  queues: high (priority 1), normal (2), low (3)
     upload-designs/upload-designs      on queue normal
     generate-mockups/generate-mockups  on the queue each trigger names (high | normal | low)
+    publish-listing/publish-listing    on queue low (Etsy draft listings of stored designs)
 
 Run them with `designflow worker` (a process worker polling every second).
 """
@@ -53,6 +54,9 @@ def deploy_all(
     for entrypoint, name, queue, extra in (
         ("flows/upload.py:upload_designs", "upload-designs", "normal", {}),
         ("flows/mockups.py:generate_mockups", "generate-mockups", "normal", {}),
+        # Etsy publishing on its own (the mockup run also publishes after rendering); the
+        # low queue: a listing can wait behind uploads and mockups.
+        ("flows/publish.py:publish_listing", "publish-listing", "low", {}),
         (
             "flows/sweep.py:sweep_inbox",
             "sweep-inbox",

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--priority", choices=["high", "normal", "low"], default="normal",
                     help="work queue of the background mockup run")  # fmt: skip
     up.add_argument("--sync-mockups", action="store_true", help="render mockups before returning")
+    up.add_argument("--listings", default=None, metavar="FILE.csv|FILE.parquet",
+                    help="Etsy listing content per file (published after the mockups)")  # fmt: skip
     up.set_defaults(handler=_cmd_upload)
 
     tpl = sub.add_parser("templates", help="mockup templates")
@@ -131,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     backfill.set_defaults(handler=_cmd_db_backfill)
     stop = dbsub.add_parser("stop", help="stop the embedded PostgreSQL server")
     stop.set_defaults(handler=_cmd_db_stop)
+
+    from designflow import cli_etsy
+
+    cli_etsy.add_commands(sub)
     return parser
 
 
@@ -165,6 +171,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
                 mockup_templates=[t for t in args.mockups.split(",") if t] or None,
                 async_mockups=not args.sync_mockups,
                 priority=args.priority,
+                listings_manifest=str(Path(args.listings).absolute()) if args.listings else None,
                 return_state=True,
             )
     finally:
@@ -208,6 +215,13 @@ def _print_report(report: dict, as_json: bool) -> None:
         print(f"  mockup     design {m['design_id']} {m['template_id']} at {m['nas_path']}")
     if report.get("mockup_error"):
         print(f"  mockups    {report['mockup_error']}")
+    for item in report.get("listings", []):
+        what = item["error"] or f"{item['action']}, {len(item['images'])} image(s)"
+        print(
+            f"  listing    design {item['design_id']} -> Etsy listing {item['listing_id']}: {what}"
+        )
+    if report.get("listing_skipped"):
+        print(f"  listings   {report['listing_skipped']}")
     print(
         f"{counts['stored']} stored, {counts['duplicates']} duplicate(s), "
         f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed in {report['batches']} batch(es)"
@@ -318,12 +332,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
     from flows.mockups import generate_mockups
+    from flows.publish import publish_listing
     from flows.sweep import sweep_inbox
     from flows.upload import upload_designs
 
     deployments = [
         upload_designs.to_deployment(name="upload-designs"),
         generate_mockups.to_deployment(name="generate-mockups"),
+        publish_listing.to_deployment(name="publish-listing"),
         sweep_inbox.to_deployment(
             name="sweep-inbox",
             cron=args.cron or settings.sweep_cron,

@@ -90,7 +90,10 @@ class Fingerprint:
 def read_design_bytes(path: str | os.PathLike[str], limits: ImageLimits) -> bytes:
     """Read a file whole, once, refusing what is not a regular, readable, non-empty file."""
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO named like a design must not wait for a writer forever;
+        # it has no effect on regular files.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise RejectedDesign(path, "not a regular file")

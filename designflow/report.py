@@ -82,6 +82,9 @@ class UploadReport:
     mockup_runs: list[dict[str, Any]] = field(default_factory=list)
     mockups: list[dict[str, Any]] = field(default_factory=list)
     mockup_error: str | None = None
+    # Etsy draft listings published inline (sync mockups); async runs report them themselves.
+    listings: list[dict[str, Any]] = field(default_factory=list)
+    listing_skipped: str | None = None
 
     def add_batch(self, batch: BatchReport) -> None:
         self.stored.extend(batch.stored)
@@ -105,6 +108,8 @@ class UploadReport:
             "mockup_runs": self.mockup_runs,
             "mockups": self.mockups,
             "mockup_error": self.mockup_error,
+            "listings": self.listings,
+            "listing_skipped": self.listing_skipped,
             "counts": {
                 "stored": len(self.stored),
                 "duplicates": len(self.duplicates),

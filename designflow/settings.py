@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from designflow.listings import ListingDefaults
+
 MB = 1024 * 1024
 
 
@@ -54,6 +56,12 @@ class Settings:
     work_pool: str = "designflow"
     inbox: str = ""
     sweep_cron: str = "*/5 * * * *"
+    # Etsy: the Prefect block with the shop's credentials (publishing is skipped without
+    # it), our own per-second cap (Etsy's x-limit-per-second lowers it), the backoff base.
+    etsy_block: str = "designflow-etsy"
+    etsy_per_second: int = 5
+    etsy_backoff_s: float = 0.5
+    listing_defaults: ListingDefaults = field(default_factory=ListingDefaults)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +93,10 @@ class Settings:
             work_pool=env.get("DESIGNFLOW_WORK_POOL") or "designflow",
             inbox=env.get("DESIGNFLOW_INBOX") or str(home / "inbox"),
             sweep_cron=env.get("DESIGNFLOW_SWEEP_CRON") or "*/5 * * * *",
+            etsy_block=env.get("DESIGNFLOW_ETSY_BLOCK") or "designflow-etsy",
+            etsy_per_second=int(_number(env, "DESIGNFLOW_ETSY_PER_SECOND", 5)),
+            etsy_backoff_s=_number(env, "DESIGNFLOW_ETSY_BACKOFF_SECONDS", 0.5),
+            listing_defaults=_listing_defaults(env),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:
@@ -125,6 +137,22 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
     return value
+
+
+def _listing_defaults(env: Mapping[str, str]) -> ListingDefaults:
+    """Values for cells a listing manifest leaves empty (DESIGNFLOW_LISTING_*)."""
+    price = env.get("DESIGNFLOW_LISTING_PRICE")
+    taxonomy = env.get("DESIGNFLOW_LISTING_TAXONOMY_ID")
+    tags = env.get("DESIGNFLOW_LISTING_TAGS") or ""
+    return ListingDefaults(
+        description=env.get("DESIGNFLOW_LISTING_DESCRIPTION") or None,
+        price=_number(env, "DESIGNFLOW_LISTING_PRICE", 1) if price else None,
+        taxonomy_id=int(_number(env, "DESIGNFLOW_LISTING_TAXONOMY_ID", 1)) if taxonomy else None,
+        quantity=int(_number(env, "DESIGNFLOW_LISTING_QUANTITY", 1)),
+        who_made=env.get("DESIGNFLOW_LISTING_WHO_MADE") or "i_did",
+        when_made=env.get("DESIGNFLOW_LISTING_WHEN_MADE") or "made_to_order",
+        tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+    )
 
 
 def _default_templates(home: Path) -> str:

@@ -10,6 +10,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.publish import publish_designs
 from flows.states import failure_reason
 from tasks.mockups import render_design_mockups, store_mockup
 from tasks.resources import release_nas
@@ -21,12 +22,15 @@ def generate_mockups(
     design_ids: list[int],
     template_ids: list[str],
     upload_run_id: str | None = None,
+    publish: bool = True,
 ) -> dict:
     """Render every template for every design (each design decoded once), store the JPEGs
     next to the design on the NAS and record them in design_mockups.
 
     design_ids: catalog ids of stored designs. template_ids: template folder names, as
     `designflow templates list` shows them. upload_run_id: the upload run that asked for them.
+    publish: then publish the designs that have listing content as Etsy draft listings with
+    these mockups (skipped, with a message, without Etsy credentials).
     """
     logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None
@@ -60,10 +64,28 @@ def generate_mockups(
         "upload_run_id": upload_run_id,
         "mockups": mockups,
         "failed": failed,
+        "listings": [],
+        "listing_skipped": None,
     }
-    if failed:
+    if publish:
+        # Designs whose mockups all rendered; a design missing one is left for a re-run.
+        incomplete = {f["design_id"] for f in failed}
+        ready = [d for d in design_ids if d not in incomplete]
+        try:
+            published = publish_designs(ready) if ready else {"listings": [], "skipped": None}
+        finally:
+            release_nas()
+        result["listings"] = published["listings"]
+        result["listing_skipped"] = published["skipped"]
+    problems = [f["reason"] for f in failed[:3]]
+    problems += [
+        f"design {o['design_id']} not listed: {o['error']}"
+        for o in result["listings"]
+        if o["error"]
+    ]
+    if problems:
         raise RuntimeError(
-            f"{len(failed)} mockup(s) failed: " + "; ".join(f["reason"] for f in failed[:3])
+            f"{len(failed)} mockup(s) failed; " * bool(failed) + "; ".join(problems[:5])
         )
     return result
 

@@ -17,6 +17,7 @@ from designflow.batching import CandidateFile, plan_batches
 from designflow.catalog import NewDesign
 from designflow.dedup import classify_exact, classify_near, near_queries
 from designflow.fingerprint import Fingerprint
+from designflow.listings import listing_for, read_manifest
 from designflow.nas import check_user_id, design_path
 from designflow.report import (
     BatchReport,
@@ -27,6 +28,7 @@ from designflow.report import (
     UploadReport,
 )
 from flows.mockups import generate_mockups
+from flows.publish import publish_designs
 from flows.states import failure_reason
 from tasks.catalog import (
     count_user_designs,
@@ -35,6 +37,7 @@ from tasks.catalog import (
     prepare_catalog,
     record_designs,
 )
+from tasks.etsy import save_listing_drafts
 from tasks.files import collect_files
 from tasks.fingerprint import fingerprint_file
 from tasks.metrics import record_run_metrics
@@ -80,6 +83,7 @@ def upload_designs(
     mockup_templates: list[str] | None = None,
     async_mockups: bool = True,
     priority: Literal["high", "normal", "low"] = "normal",
+    listings_manifest: str | None = None,
 ) -> dict:
     """Store design files for `user_id`: fingerprint, skip duplicates, upload to the NAS,
     record in the catalog. `paths` are files or folders (searched recursively). With
@@ -87,12 +91,18 @@ def upload_designs(
     as near duplicates of the design they resemble. `mockup_templates` renders product
     mockups of the stored designs: in a background `generate-mockups` run on the work queue
     named by `priority` (returned at once), or inline before returning with
-    `async_mockups=False`."""
+    `async_mockups=False`. `listings_manifest` (CSV or Parquet, one row per file) gives the
+    Etsy listing of each design; it is checked before anything is uploaded, and the mockup
+    run publishes the listings after rendering."""
     logger = get_run_logger()
     check_user_id(user_id)
     settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)
     run_id = str(flow_run.id) if flow_run.id else None
     prepare_catalog()
+    # A manifest with a missing title fails the run here, before any file or Etsy call.
+    listings = (
+        read_manifest(listings_manifest, settings.listing_defaults) if listings_manifest else {}
+    )
 
     files, unusable = collect_files(paths)
     batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images)
@@ -138,6 +148,14 @@ def upload_designs(
     finally:
         release_nas()
     stored_ids = [s.design_id for s in report.stored]
+    if listings:
+        drafts = {s.design_id: listing_for(listings, s.file) for s in report.stored}
+        drafts = {d: f for d, f in drafts.items() if f is not None}
+        save_listing_drafts(drafts, listings_manifest)
+        logger.info("listing content for %d of %d stored design(s)", len(drafts), len(stored_ids))
+        if not mockup_templates and drafts:  # no mockup run to publish them: publish here
+            published = publish_designs(list(drafts))
+            report.listings, report.listing_skipped = published["listings"], published["skipped"]
     if mockup_templates and stored_ids:
         t_mockups = time.perf_counter()
         if async_mockups:
@@ -164,7 +182,10 @@ def upload_designs(
                     stored_ids, list(mockup_templates), upload_run_id=run_id, return_state=True
                 )
             if made.is_completed():
-                report.mockups = made.result()["mockups"]
+                made_result = made.result()
+                report.mockups = made_result["mockups"]
+                report.listings = made_result["listings"]
+                report.listing_skipped = made_result["listing_skipped"]
             else:
                 report.mockup_error = f"mockups failed: {failure_reason(made)}"
         report.timings_ms["mockups"] = round((time.perf_counter() - t_mockups) * 1000, 1)

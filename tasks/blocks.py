@@ -49,3 +49,45 @@ class SftpNasBlock(Block):
 
 def _reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
+
+
+class EtsyShopBlock(Block):
+    """An Etsy shop designflow publishes to: the app's keys and the shop's OAuth tokens.
+    Etsy rotates the refresh token on every refresh; the client saves the new one here."""
+
+    _block_type_name = "designflow Etsy shop"
+    _block_type_slug = "designflow-etsy-shop"
+    _description = "Etsy Open API v3 app keys and shop tokens used to publish draft listings."
+
+    base_url: str = Field(description="Etsy API root, https://api.etsy.com for the real Etsy")
+    keystring: str = Field(description="the app's API keystring (its OAuth client id)")
+    shared_secret: SecretStr = Field(description="the app's shared secret")
+    shop_id: str = Field(description="numeric id of the shop")
+    refresh_token: SecretStr = Field(description="OAuth refresh token (rotated on each use)")
+    access_token: SecretStr | None = Field(default=None, description="current access token")
+    access_expires_at: float = Field(default=0.0, description="epoch seconds")
+
+
+class BlockTokenStore:
+    """Etsy tokens kept in an `EtsyShopBlock`: every process that publishes reads the block,
+    and a refresh writes the rotated tokens back before they are used."""
+
+    def __init__(self, block_name: str) -> None:
+        self.block_name = block_name
+
+    def load(self):
+        from designflow.etsy import EtsyTokens
+
+        block = EtsyShopBlock.load(self.block_name)
+        return EtsyTokens(
+            refresh_token=block.refresh_token.get_secret_value(),
+            access_token=_reveal(block.access_token),
+            expires_at=block.access_expires_at,
+        )
+
+    def save(self, tokens) -> None:
+        block = EtsyShopBlock.load(self.block_name)
+        block.refresh_token = SecretStr(tokens.refresh_token)
+        block.access_token = SecretStr(tokens.access_token) if tokens.access_token else None
+        block.access_expires_at = tokens.expires_at
+        block.save(self.block_name, overwrite=True)

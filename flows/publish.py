@@ -1,0 +1,117 @@
+"""publish_listing: a stored design and its mockups as an Etsy draft listing."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from designflow.listing_catalog import ListingCatalog
+from designflow.publish import PublishOutcome, plan_images
+from flows.states import failure_reason
+from tasks import resources
+from tasks.etsy import (
+    EtsyNotConfigured,
+    create_listing,
+    etsy_shop,
+    fetch_shop,
+    finish_listing,
+    upload_mockup_image,
+)
+
+
+@flow(name="publish-listing", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def publish_listing(design_ids: list[int]) -> dict:
+    """Create (once) the Etsy draft listing of each design from its listing content and
+    upload its mockups as listing images (at most 10). Skipped, not failed, without Etsy
+    credentials. Safe to re-run: finished steps are not repeated."""
+    result = publish_designs(design_ids)
+    failed = [o for o in result["listings"] if o["error"]]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} listing(s) not published: "
+            + "; ".join(f"design {o['design_id']}: {o['error']}" for o in failed[:3])
+        )
+    return result
+
+
+def publish_designs(design_ids: list[int]) -> dict:
+    """The publishing steps as tasks of the calling flow (publish-listing, or the mockup run).
+    Returns {"shop": ..., "listings": [...], "skipped": message or None}."""
+    logger = get_run_logger()
+    try:
+        etsy_shop()
+    except EtsyNotConfigured as exc:
+        message = f"Etsy publishing skipped: {exc}"
+        logger.info(message)
+        return {"shop": None, "listings": [], "skipped": message}
+    drafts = ListingCatalog(resources.catalog()).drafts(design_ids)
+    without = [d for d in design_ids if d not in drafts]
+    if without:
+        logger.info("no listing content for design(s) %s: not published", without)
+    if not drafts:
+        return {"shop": None, "listings": [], "skipped": "no listing content for these designs"}
+    shop = fetch_shop()  # once per run, whatever the number of designs
+    logger.info("publishing %d design(s) to Etsy shop %s", len(drafts), shop["shop_name"])
+    creating = {d: create_listing.submit(d) for d in design_ids if d in drafts}
+    outcomes: dict[int, PublishOutcome] = {}
+    uploads: dict[int, list] = {}
+    plans: dict[int, list] = {}
+    mockups = resources.catalog().mockups_of(list(creating))
+    for design_id, future in creating.items():
+        outcome = outcomes[design_id] = PublishOutcome(design_id, shop["shop_id"])
+        future.wait()
+        if not future.state.is_completed():
+            outcome.error = failure_reason(future.state)
+            continue
+        listing = future.result()
+        outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
+        planned, outcome.skipped = plan_images(
+            [m for m in mockups if m["design_id"] == design_id], listing["title"]
+        )
+        plans[design_id] = planned
+        uploads[design_id] = [
+            upload_mockup_image.submit(design_id, outcome.listing_id, p, listing["on_etsy"])
+            for p in planned
+        ]
+    wait([f for fs in uploads.values() for f in fs])
+    finishing = []
+    for design_id, futures in uploads.items():
+        outcome = outcomes[design_id]
+        for future in futures:
+            if future.state.is_completed():
+                outcome.images.append(future.result())
+            else:
+                outcome.error = f"image upload failed: {failure_reason(future.state)}"
+        if outcome.error is None:
+            finishing.append(finish_listing.submit(design_id, outcome.skipped))
+        for skipped in outcome.skipped:
+            logger.info(
+                "design %d: %s not uploaded: %s",
+                design_id,
+                skipped["template_id"],
+                skipped["reason"],
+            )
+        logger.info(
+            "design %d: draft listing %s (%s), %d image(s)",
+            design_id, outcome.listing_id, outcome.action, len(outcome.images),
+        )  # fmt: skip
+    wait(finishing)
+    listings = [o.as_dict() for o in outcomes.values()]
+    create_table_artifact(
+        key="etsy-listings",
+        table=[
+            {
+                "design_id": o["design_id"],
+                "listing_id": o["listing_id"],
+                "action": o["action"],
+                "images": len(o["images"]),
+                "not_uploaded": len(o["skipped"]),
+                "error": o["error"] or "",
+            }
+            for o in listings
+        ],  # fmt: skip
+        description=f"Draft listings on Etsy shop {shop['shop_name']}",
+    )
+    return {"shop": shop, "listings": listings, "skipped": None}
