@@ -57,12 +57,22 @@ def _walk_folder(folder: Path) -> tuple[list[CandidateFile], list[UnusablePath]]
             UnusablePath(str(exc.filename or folder), f"cannot list folder: {exc.strerror}")
         )
 
+    inside = folder.resolve()
     for root, dirs, names in os.walk(folder, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             full = Path(root) / name
+            if full.is_symlink() and not full.resolve().is_relative_to(inside):
+                # A folder upload takes what is in the folder; a link out of it could read
+                # any file the worker can (another seller's, the worker's own).
+                problems.append(
+                    UnusablePath(
+                        str(full), f"symbolic link to a file outside {folder}: not followed"
+                    )
+                )
+                continue
             found.append(CandidateFile(str(full), _size(full)))
     return found, problems
 

@@ -84,12 +84,22 @@ class NearDedup:
     in_batch: list[tuple[Fingerprint, Fingerprint, int]] = field(default_factory=list)
 
 
+def has_detail(fp: Fingerprint) -> bool:
+    """False for images with no structure at hash scale (a plain colour, a 1x1, a 20000x3
+    strip): their phash is all zeros or nearly, so any two of them would look alike. They
+    are still checked for exact copies, not for near ones."""
+    bits = (fp.phash & 0xFFFFFFFFFFFFFFFF).bit_count()
+    return 4 <= bits <= 60
+
+
 def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
     """Three queries per design: its trimmed hash as it is and mirrored (copies on another
     canvas, flipped copies), and its plain hash (copies with additions such as a watermark,
     which move the trimmed outline)."""
     out: list[NearQuery] = []
     for key, fp in enumerate(fingerprints):
+        if not has_detail(fp):
+            continue
         out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, flipped=False, kind=TRIMMED))
         out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, flipped=True, kind=TRIMMED))
         out.append(NearQuery(key, fp.phash, fp.dhash, flipped=False, kind=PLAIN))
@@ -131,6 +141,9 @@ def classify_near(
         match = best.get(key)
         if match is not None:
             out.near.append((fp, match))
+            continue
+        if not has_detail(fp):
+            out.to_store.append(fp)  # not compared, and nothing is compared with it
             continue
         twin = None
         for earlier in kept:

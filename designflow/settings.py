@@ -32,7 +32,8 @@ class ImageLimits:
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    database_url: str | None  # None: the embedded PostgreSQL under `home`
+    # None: the embedded PostgreSQL under `home`. Not in repr: a URL may hold a password.
+    database_url: str | None = field(repr=False)
     catalog_block: str | None  # name of a prefect-sqlalchemy SqlAlchemyConnector block
     nas_url: str
     batch_max_bytes: int

@@ -380,13 +380,49 @@ class SftpNas:
                 remote.set_pipelined(True)
                 written = copy_verified(src, remote, str(source), expected_sha256)
                 remote.flush()
+                self._collect_write_replies(conn, remote, dest)
                 self._fsync(conn, remote)
+            # The size on the server, not the bytes we sent: nothing short gets a final name.
+            stored = sftp.stat(temp).st_size
+            if stored != written:
+                raise NasError(
+                    f"{dest}: the NAS kept {stored:,} of {written:,} bytes{self._space_note(conn, folder)}"
+                )
             sftp.posix_rename(temp, final)
         except BaseException:
             with contextlib.suppress(Exception):
                 sftp.remove(temp)
             raise
         return PutResult(dest, written=True, bytes=written)
+
+    def _collect_write_replies(
+        self, conn: _Connection, remote: paramiko.SFTPFile, dest: str
+    ) -> None:
+        """Read the server's answer to every pipelined write. paramiko files its pipelined
+        writes under no file object, so a failed write (a full disk) is otherwise dropped
+        without a word and the short file would be renamed into place."""
+        sftp = conn.sftp
+        pending = getattr(remote, "_reqs", None)
+        while pending:
+            request = pending.popleft()
+            try:
+                sftp._read_response(request)
+            except OSError as exc:
+                pending.clear()
+                note = self._space_note(conn, posixpath.dirname(self._full(dest)))
+                raise NasError(f"{dest}: the NAS refused a write ({exc}){note}") from None
+
+    def _space_note(self, conn: _Connection, folder: str) -> str:
+        """'; the NAS disk is full (N bytes free)' when statvfs@openssh.com says so."""
+        try:
+            kind, msg = conn.sftp._request(CMD_EXTENDED, "statvfs@openssh.com", folder)
+            if kind != CMD_EXTENDED_REPLY:
+                return ""
+            _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+        except Exception:  # the extension is optional; the error stands without the note
+            return ""
+        free = frsize * bavail
+        return f"; the NAS disk is full ({free:,} bytes free)" if free < CHUNK * 4 else ""
 
     def _fsync(self, conn: _Connection, remote: paramiko.SFTPFile) -> None:
         if not conn.fsync_supported:

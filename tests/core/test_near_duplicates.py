@@ -208,3 +208,18 @@ def test_migration_adds_columns_without_losing_rows_and_backfill(
             "SELECT nd_phash, nd_version FROM design_images WHERE id = %s", (row["id"],)
         ).fetchone()
     assert (nd, version) == (fp.nd_phash, 1)
+
+
+def test_plain_images_are_not_near_duplicates_of_each_other(tmp_path: Path) -> None:
+    """A plain red square, a 1x1 dot and a 20000x3 strip all have (almost) empty phashes:
+    without the detail check every pair of them would be 'near duplicates'."""
+    paths = [tmp_path / n for n in ("red.png", "dot.png", "strip.png", "art.png")]
+    Image.new("RGB", (500, 500), (200, 0, 0)).save(paths[0])
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(paths[1])
+    Image.new("RGB", (20000, 3), (30, 90, 200)).save(paths[2])
+    images.write_png(paths[3], seed=77)
+    fps = [fingerprint_design(p) for p in paths]
+    assert near_pair(fps[0], fps[1], T, 26) is not None  # what the hashes alone would say
+    out = classify_near(fps, [], T, 26)
+    assert [f.name for f in out.to_store] == ["red.png", "dot.png", "strip.png", "art.png"]
+    assert len(near_queries(fps)) == 3  # only the design with detail asks the catalog

