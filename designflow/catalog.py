@@ -183,6 +183,7 @@ class Catalog:
             already: dict[str, ExistingDesign] = {}
             if missing:
                 already = _by_sha256(conn, missing[0].user_id, [d.sha256 for d in missing])
+            _analyze_if_never(conn)
         return RecordResult(inserted, already)
 
     def copy_designs(self, designs: Iterable[NewDesign]) -> int:
@@ -198,6 +199,7 @@ class Catalog:
                 for d in designs:
                     copy.write_row((*_row(d), 1))
                     count += 1
+            _analyze_if_never(conn)
         return count
 
     # -- near duplicates -----------------------------------------------------------------
@@ -240,28 +242,36 @@ class Catalog:
                         ELSE (q.ph & 4194303)::int END) # m.mask AS val
                 FROM queries q CROSS JOIN masks m
             ), candidates AS (
-                SELECT p.q, d.id, d.nd_phash AS h, d.nd_dhash AS dh FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd0 = p.val
+                -- LATERAL with OFFSET 0 (not flattened into a join the planner could turn
+                -- around): one index lookup per probe, whatever the planner guesses.
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND nd0 = p.val OFFSET 0) d
                 WHERE p.kind = 0 AND p.part = 0
                 UNION ALL
-                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd1 = p.val
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND nd1 = p.val OFFSET 0) d
                 WHERE p.kind = 0 AND p.part = 1
                 UNION ALL
-                SELECT p.q, d.id, d.nd_phash, d.nd_dhash FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.nd2 = p.val
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND nd2 = p.val OFFSET 0) d
                 WHERE p.kind = 0 AND p.part = 2
                 UNION ALL
-                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph0 = p.val
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, phash AS h, dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND ph0 = p.val OFFSET 0) d
                 WHERE p.kind = 1 AND p.part = 0
                 UNION ALL
-                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph1 = p.val
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, phash AS h, dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND ph1 = p.val OFFSET 0) d
                 WHERE p.kind = 1 AND p.part = 1
                 UNION ALL
-                SELECT p.q, d.id, d.phash, d.dhash FROM probes p
-                JOIN design_images d ON d.user_id = %(user)s AND d.is_active AND d.ph2 = p.val
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, phash AS h, dhash AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND ph2 = p.val OFFSET 0) d
                 WHERE p.kind = 1 AND p.part = 2
             ), verified AS (
                 -- A design found through two chunks appears twice: DISTINCT after the
@@ -284,7 +294,12 @@ class Catalog:
             "dist": distance,
             "radius": radius,
         }
-        with self.connect() as conn:
+        with self.connect() as conn, conn.transaction():
+            # The planner cannot see how many probes the CTE makes (it guesses ~27 per chunk
+            # for ~9,000): on a small history it joined every probe against a scan of the
+            # user's designs, 4.1 s for a batch of 20 against 500 designs (measured). With
+            # LATERAL and no sequential scans it is one index lookup per probe at any size.
+            conn.execute("SET LOCAL enable_seqscan = off")
             rows = conn.execute(query, params).fetchall()
         return [
             NearMatch(
@@ -438,6 +453,17 @@ class Catalog:
                 (user_id, list(design_ids)),
             )
             return cur.rowcount
+
+
+def _analyze_if_never(conn: psycopg.Connection) -> None:
+    """Planner statistics for a table that has none yet (a new catalog: autovacuum takes up
+    to a minute to come by). Without them the near-duplicate lookups of the first batches
+    scanned the user's designs once per probe (2.1 s against 500 designs, then 45 ms)."""
+    row = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = 'design_images'::regclass"
+    ).fetchone()
+    if row is not None and row[0] < 0:
+        conn.execute("ANALYZE design_images")
 
 
 def _by_sha256(
