@@ -185,14 +185,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine: every process, sshd and PostgreSQL too."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _child(variant: str, env: dict, args: list[str]) -> dict:
+    import resource
+
+    busy0, total0 = _cpu_times()
+    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [sys.executable, "-m", "bench.e2e", "--variant", variant, *args],
         env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
+    busy1, total1 = _cpu_times()
+    own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # Machine CPU busy while the variant ran (includes its process start-up).
+    result["cpu_busy"] = round((busy1 - busy0) / max(total1 - total0, 1), 3)
+    hz = os.sysconf("SC_CLK_TCK")
+    own = own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
+    result["cpu_s_variant"] = round(own, 1)  # the variant's process tree (upload workers too)
+    result["cpu_s_others"] = round((busy1 - busy0) / hz - own, 1)  # sshd, Prefect server, PG
+    return result
 
 
 def main() -> None:
@@ -308,6 +328,13 @@ def main() -> None:
         print(f"(a) designflow upload_designs : {med['a']:7.1f} s   peak {peak['a']:6.0f} MB")
         print(f"(b) seed's 'after' design     : {med['b']:7.1f} s   peak {peak['b']:6.0f} MB")
         print(f"(c) decode only, 2 threads    : {med['c']:7.1f} s   peak {peak['c']:6.0f} MB")
+        busy = {k: statistics.median(x.get("cpu_busy", float("nan")) for x in v) for k, v in results.items()}
+        print(f"machine CPU busy (both cores, whole run incl. start-up): a {busy['a']:.0%}, "
+              f"b {busy['b']:.0%}, c {busy['c']:.0%}")  # fmt: skip
+        for k in ("a", "c"):
+            own = statistics.median(x.get("cpu_s_variant", float("nan")) for x in results[k])
+            others = statistics.median(x.get("cpu_s_others", float("nan")) for x in results[k])
+            print(f"CPU seconds ({k}): its own processes {own:.1f}, sshd + Prefect server + PostgreSQL {others:.1f}")
         print(f"b/a = {med['b'] / med['a']:.1f}x faster than the seed (target >= 4x); "
               f"a/c = {med['a'] / med['c']:.2f}x the decode floor (target <= 1.5x)")  # fmt: skip
         print(
