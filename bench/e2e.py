@@ -328,13 +328,18 @@ def main() -> None:
         print(f"(a) designflow upload_designs : {med['a']:7.1f} s   peak {peak['a']:6.0f} MB")
         print(f"(b) seed's 'after' design     : {med['b']:7.1f} s   peak {peak['b']:6.0f} MB")
         print(f"(c) decode only, 2 threads    : {med['c']:7.1f} s   peak {peak['c']:6.0f} MB")
-        busy = {k: statistics.median(x.get("cpu_busy", float("nan")) for x in v) for k, v in results.items()}
+        busy = {
+            k: statistics.median(x.get("cpu_busy", float("nan")) for x in v)
+            for k, v in results.items()
+        }
         print(f"machine CPU busy (both cores, whole run incl. start-up): a {busy['a']:.0%}, "
               f"b {busy['b']:.0%}, c {busy['c']:.0%}")  # fmt: skip
         for k in ("a", "c"):
             own = statistics.median(x.get("cpu_s_variant", float("nan")) for x in results[k])
             others = statistics.median(x.get("cpu_s_others", float("nan")) for x in results[k])
-            print(f"CPU seconds ({k}): its own processes {own:.1f}, sshd + Prefect server + PostgreSQL {others:.1f}")
+            print(
+                f"CPU seconds ({k}): its own processes {own:.1f}, sshd + Prefect server + PostgreSQL {others:.1f}"
+            )
         print(f"b/a = {med['b'] / med['a']:.1f}x faster than the seed (target >= 4x); "
               f"a/c = {med['a'] / med['c']:.2f}x the decode floor (target <= 1.5x)")  # fmt: skip
         print(

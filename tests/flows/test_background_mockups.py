@@ -204,3 +204,46 @@ def test_two_workers_take_runs_from_one_pool(background) -> None:
     log_a = (Path(background["root"]) / "worker.log").read_text(errors="replace")
     assert all(r in log_b for r in low)  # worker-b ran the low-queue runs
     assert all(r in log_a for r in high)  # worker-a, on the same pool, ran the others
+
+
+def test_background_mockup_run_publishes_the_etsy_listing(background) -> None:
+    """The async path end to end: upload with a listing manifest -> background mockup run on
+    the worker -> draft listing with the mockups on the local Etsy-like server."""
+    from designflow.etsy_stub import EtsyStub
+    from designflow.listing_catalog import ListingCatalog
+    from flows.upload import upload_designs
+    from tasks.blocks import EtsyShopBlock
+
+    start_worker(background)
+    root = Path(background["root"])
+    path = images.write_png(root / "listed.png", seed=802)
+    manifest = root / "listings.csv"
+    manifest.write_text("file,title,description,price,taxonomy_id,quantity\n"
+                        "listed.png,Listed in the background,D,21,482,2\n")  # fmt: skip
+    with EtsyStub(per_second=10) as stub:
+        tokens = stub.authorize()
+        # The worker reads the default block name (it has no DESIGNFLOW_ETSY_BLOCK).
+        EtsyShopBlock(
+            base_url=stub.url, keystring=stub.keystring, shared_secret=stub.shared_secret,
+            shop_id=str(stub.shop_id), refresh_token=tokens["refresh_token"],
+            access_token=tokens["access_token"], access_expires_at=time.time() + 3600,
+        ).save("designflow-etsy", overwrite=True)  # fmt: skip
+        try:
+            report = upload_designs(
+                paths=[str(path)], user_id="bg-etsy", mockup_templates=["poster", "tshirt"],
+                priority="high", listings_manifest=str(manifest),
+            )  # fmt: skip
+            (run,) = report["mockup_runs"]
+            finished = wait_final([run["flow_run_id"]], workers=(background["worker"],))[
+                run["flow_run_id"]
+            ]
+            assert finished.state.is_completed(), finished.state.message
+            (listing,) = stub.listings.values()
+            assert listing["title"] == "Listed in the background" and listing["state"] == "draft"
+            assert sorted(i["rank"] for i in stub.images[listing["listing_id"]]) == [1, 2]
+            design_id = report["stored"][0]["design_id"]
+            store = ListingCatalog(Catalog(os.environ["DESIGNFLOW_DATABASE_URL"]))
+            record = store.listing(design_id, str(stub.shop_id))
+            assert record.listing_id == listing["listing_id"] and record.status == "complete"
+        finally:
+            EtsyShopBlock.delete("designflow-etsy")
