@@ -96,3 +96,44 @@ def test_unknown_template_is_reported_not_retried(
     )
     assert len(report["stored"]) == 1  # the design is stored all the same
     assert "shading.png is missing" in report["mockup_error"]
+
+
+def test_templates_kept_on_the_sftp_nas(
+    designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch
+) -> None:
+    """DESIGNFLOW_TEMPLATES=nas:<folder>: templates are read from the NAS (here over SFTP)
+    into a local cache once, and a template missing there is a clear error."""
+    from tests.sftp_servers import start_sftp_server
+
+    server = start_sftp_server(tmp_path / "sftp")
+    try:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        shutil.copytree(
+            Path(__file__).resolve().parents[2] / "examples" / "templates" / "poster",
+            server.root / "shared" / "templates" / "poster",
+        )
+        monkeypatch.setenv("DESIGNFLOW_TEMPLATES", "nas:shared/templates")
+        path = images.write_png(designflow_env.inputs / "n.png", seed=704)
+        report = upload_designs(
+            paths=[str(path)], user_id="nas-tpl", mockup_templates=["poster"], async_mockups=False
+        )
+        assert report["mockup_error"] is None and len(report["mockups"]) == 1
+        (mockup,) = report["mockups"]
+        assert cv2.imread(str(server.root / mockup["nas_path"])).shape[:2] == (2000, 2000)
+        cached = designflow_env.home / "template-cache" / "poster" / "template.json"
+        assert (
+            cached.read_bytes()
+            == (server.root / "shared/templates/poster/template.json").read_bytes()
+        )
+
+        other = images.write_png(designflow_env.inputs / "o.png", seed=705)
+        missing = upload_designs(
+            paths=[str(other)], user_id="nas-tpl", mockup_templates=["frame"], async_mockups=False
+        )
+        assert (
+            "template 'frame' not found on the NAS under shared/templates/frame/"
+            in missing["mockup_error"]
+        )
+    finally:
+        server.stop()
