@@ -303,7 +303,18 @@ class EtsyClient:
                 self._tokens = current = stored  # another process rotated the tokens
                 if current.fresh() and current.access_token != stale:
                     return
-            self._tokens = self._exchange(current.refresh_token)
+            try:
+                self._tokens = self._exchange(current.refresh_token)
+            except EtsyAuthError:
+                # Another process may have used the same refresh token a moment earlier (two
+                # workers refreshing at once): its rotated tokens are in the store by now.
+                stored = self._store.load()
+                if stored.refresh_token == current.refresh_token:
+                    raise
+                self._tokens = stored
+                if stored.fresh() and stored.access_token != stale:
+                    return
+                self._tokens = self._exchange(stored.refresh_token)
             self._store.save(self._tokens)
             self.refreshes += 1
 

@@ -221,3 +221,27 @@ def test_the_stub_command_serves_on_loopback() -> None:
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_two_processes_refreshing_at_once_do_not_lock_the_shop_out(stub: EtsyStub) -> None:
+    """Both hold the same refresh token; the other one uses it first and saves the rotated
+    tokens, so our exchange is refused (invalid_grant): we take the saved tokens instead of
+    failing. The store is shared, as a Prefect block is between workers."""
+    tokens = stub.authorize()
+    shared = MemoryTokenStore(EtsyTokens(tokens["refresh_token"], tokens["access_token"], 0.0))
+    ours = EtsyClient(stub.url, stub.keystring, stub.shared_secret, shared,
+                      retry=RetryPolicy(base_s=0.05))  # fmt: skip
+    other = EtsyClient(stub.url, stub.keystring, stub.shared_secret, shared,
+                       retry=RetryPolicy(base_s=0.05))  # fmt: skip
+    other.get_shop(str(stub.shop_id))  # refreshes first: the token we hold is now void
+    assert other.refreshes == 1
+    rotated = shared.load()
+    # Make our client hold the void token and not see the rotation before exchanging it.
+    ours._tokens = EtsyTokens(tokens["refresh_token"], None, 0.0)
+    real_load = shared.load
+    loads = iter([EtsyTokens(tokens["refresh_token"], None, 0.0)])
+    shared.load = lambda: next(loads, None) or real_load()
+    assert ours.get_shop(str(stub.shop_id))["shop_id"] == stub.shop_id
+    assert stub.count("token", 400) == 1  # our exchange was refused...
+    assert ours._tokens.refresh_token == rotated.refresh_token  # ...and we took the saved tokens
+    assert ours.refreshes == 0
