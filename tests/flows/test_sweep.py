@@ -15,7 +15,7 @@ from tests import images
 from tests.conftest import DesignflowEnv
 
 
-def age(path: Path, seconds: float = 120) -> Path:
+def age(path: Path, seconds: float = 7200) -> Path:
     old = time.time() - seconds
     os.utime(path, (old, old))
     return path
@@ -36,7 +36,9 @@ def test_sweep_files_complete_partial_bad_and_duplicate(designflow_env: Designfl
     age(dup)
     upload_designs(paths=[str(designflow_env.inputs / "earlier.png")], user_id="sam")
 
-    first = sweep_inbox(str(inbox), "sam", settle_seconds=30)
+    # A long settle time: a paused VM whose clock then jumps must not make a file written a
+    # moment ago look settled (seen once in CI with 30 s).
+    first = sweep_inbox(str(inbox), "sam", settle_seconds=3600)
     assert sorted(first["processed"]) == ["again.png", "done.png", "nested.png"]
     assert first["quarantined"] == ["notes.png"]
     assert first["waiting"] == ["writing.png"]
@@ -46,7 +48,7 @@ def test_sweep_files_complete_partial_bad_and_duplicate(designflow_env: Designfl
     assert "not a PNG, JPEG" in reason
     assert writing.exists()
 
-    second = sweep_inbox(str(inbox), "sam", settle_seconds=30)  # unchanged since the last look
+    second = sweep_inbox(str(inbox), "sam", settle_seconds=3600)  # unchanged since the last look
     assert second["processed"] == ["writing.png"]
     names = {
         r["original_name"] for r in Catalog(designflow_env.database_url).designs_of_user("sam")
