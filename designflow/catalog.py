@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from designflow.similarity import TRIMMED, NearMatch, NearQuery, radius_for
 
@@ -217,7 +218,7 @@ class Catalog:
         radius = radius_for(distance)
         if radius > 3:
             raise ValueError(f"near-duplicate distance {distance} is too large (at most 11)")
-        query = """
+        query = sql.SQL("""
             WITH queries AS (
                 SELECT * FROM unnest(%(qi)s::int[], %(qk)s::int[], %(qp)s::bigint[], %(qd)s::bigint[])
                     AS q(q, kind, ph, dh)
@@ -242,37 +243,7 @@ class Catalog:
                         ELSE (q.ph & 4194303)::int END) # m.mask AS val
                 FROM queries q CROSS JOIN masks m
             ), candidates AS (
-                -- LATERAL with OFFSET 0 (not flattened into a join the planner could turn
-                -- around): one index lookup per probe, whatever the planner guesses.
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND nd0 = p.val OFFSET 0) d
-                WHERE p.kind = 0 AND p.part = 0
-                UNION ALL
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND nd1 = p.val OFFSET 0) d
-                WHERE p.kind = 0 AND p.part = 1
-                UNION ALL
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, nd_phash AS h, nd_dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND nd2 = p.val OFFSET 0) d
-                WHERE p.kind = 0 AND p.part = 2
-                UNION ALL
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, phash AS h, dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND ph0 = p.val OFFSET 0) d
-                WHERE p.kind = 1 AND p.part = 0
-                UNION ALL
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, phash AS h, dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND ph1 = p.val OFFSET 0) d
-                WHERE p.kind = 1 AND p.part = 1
-                UNION ALL
-                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
-                    SELECT id, phash AS h, dhash AS dh FROM design_images
-                    WHERE user_id = %(user)s AND is_active AND ph2 = p.val OFFSET 0) d
-                WHERE p.kind = 1 AND p.part = 2
+{candidates}
             ), verified AS (
                 -- A design found through two chunks appears twice: DISTINCT after the
                 -- verification, which leaves only the few real matches to sort.
@@ -284,7 +255,7 @@ class Catalog:
             )
             SELECT v.q, v.id, v.pd, v.dd, d.nas_path
             FROM verified v JOIN design_images d ON d.id = v.id
-        """
+        """).format(candidates=_CANDIDATES)
         params = {
             "user": user_id,
             "qi": list(range(len(queries))),
@@ -453,6 +424,30 @@ class Catalog:
                 (user_id, list(design_ids)),
             )
             return cur.rowcount
+
+
+# One branch per chunk index: (chunk column, hash column, dhash column, query kind, part).
+_CHUNK_BRANCHES = (
+    ("nd0", "nd_phash", "nd_dhash", 0, 0), ("nd1", "nd_phash", "nd_dhash", 0, 1),
+    ("nd2", "nd_phash", "nd_dhash", 0, 2), ("ph0", "phash", "dhash", 1, 0),
+    ("ph1", "phash", "dhash", 1, 1), ("ph2", "phash", "dhash", 1, 2),
+)  # fmt: skip
+# LATERAL with OFFSET 0 (not flattened into a join the planner could turn around): one
+# index lookup per probe, whatever the planner guesses. Names are constants, quoted by psycopg.
+_CANDIDATES = sql.SQL("\n                UNION ALL\n").join(
+    sql.SQL("""
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, {h} AS h, {dh} AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND {chunk} = p.val OFFSET 0) d
+                WHERE p.kind = {kind} AND p.part = {part}""").format(
+        chunk=sql.Identifier(chunk),
+        h=sql.Identifier(h),
+        dh=sql.Identifier(dh),
+        kind=sql.Literal(kind),
+        part=sql.Literal(part),
+    )
+    for chunk, h, dh, kind, part in _CHUNK_BRANCHES
+)
 
 
 def _analyze_if_never(conn: psycopg.Connection) -> None:

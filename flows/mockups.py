@@ -84,9 +84,8 @@ def generate_mockups(
         if o["error"]
     ]
     if problems:
-        raise RuntimeError(
-            f"{len(failed)} mockup(s) failed; " * bool(failed) + "; ".join(problems[:5])
-        )
+        prefix = f"{len(failed)} mockup(s) failed; " if failed else ""
+        raise RuntimeError(prefix + "; ".join(problems[:5]))
     return result
 
 

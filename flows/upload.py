@@ -119,38 +119,36 @@ def upload_designs(
     started_at = datetime.now(UTC)
     # NAS uploads get their own 4 threads: on the flow's runner they would queue behind the
     # fingerprints of later batches, which are submitted up front.
-    nas_runner = ThreadPoolTaskRunner(max_workers=4)
     try:
-        nas_runner.__enter__()
-        prefetched = (
-            fingerprint_file.map([f.path for f in files])
-            if fingerprint_runner_kind() == "threads"
-            else None
-        )
-        position = 0
-        for index, batch in enumerate(batches, start=1):
-            ready = None
-            waited = time.perf_counter()
-            if prefetched is not None:
-                ready = [f.result() for f in prefetched[position : position + len(batch)]]
-                position += len(batch)
-            waited_ms = round((time.perf_counter() - waited) * 1000, 1)
-            outcome = run_batch(
-                files=batch,
-                fingerprints=ready,
-                user_id=user_id,
-                batch_index=index,
-                batch_count=len(batches),
-                upload_run_id=run_id,
-                allow_near_duplicates=allow_near_duplicates,
-                nas_runner=nas_runner,
+        with ThreadPoolTaskRunner(max_workers=4) as nas_runner:
+            prefetched = (
+                fingerprint_file.map([f.path for f in files])
+                if fingerprint_runner_kind() == "threads"
+                else None
             )
-            if ready is not None:  # decoded ahead: the time this batch still waited for it
-                outcome.timings_ms["fingerprint"] = waited_ms
-            report.add_batch(outcome)
-            progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
+            position = 0
+            for index, batch in enumerate(batches, start=1):
+                ready = None
+                waited = time.perf_counter()
+                if prefetched is not None:
+                    ready = [f.result() for f in prefetched[position : position + len(batch)]]
+                    position += len(batch)
+                waited_ms = round((time.perf_counter() - waited) * 1000, 1)
+                outcome = run_batch(
+                    files=batch,
+                    fingerprints=ready,
+                    user_id=user_id,
+                    batch_index=index,
+                    batch_count=len(batches),
+                    upload_run_id=run_id,
+                    allow_near_duplicates=allow_near_duplicates,
+                    nas_runner=nas_runner,
+                )
+                if ready is not None:  # decoded ahead: the time this batch still waited for it
+                    outcome.timings_ms["fingerprint"] = waited_ms
+                report.add_batch(outcome)
+                progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
     finally:
-        nas_runner.__exit__(None, None, None)
         release_nas()
     stored_ids = [s.design_id for s in report.stored]
     if listings:

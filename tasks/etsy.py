@@ -31,15 +31,22 @@ class EtsyNotConfigured(LookupError):
 
 
 _lock = threading.Lock()
-_shops: dict[tuple[str, str, int], EtsyShop] = {}
+_shops: dict[tuple[str, int, float], EtsyShop] = {}
 
 
 def etsy_shop() -> EtsyShop:
-    """The shop named by DESIGNFLOW_ETSY_BLOCK; EtsyNotConfigured if there is no such block."""
+    """The shop named by DESIGNFLOW_ETSY_BLOCK; EtsyNotConfigured if there is no such block.
+    The block is read once per process (a flow run's process), not once per task: tokens
+    rotated by another process are read back from it when a refresh is due."""
     from tasks.blocks import BlockTokenStore, EtsyShopBlock
 
     settings = resources.current_settings()
     name = settings.etsy_block
+    key = (name, settings.etsy_per_second, settings.etsy_backoff_s)
+    with _lock:
+        shop = _shops.get(key)
+    if shop is not None:
+        return shop
     try:
         block = EtsyShopBlock.load(name)
     except ValueError:
@@ -47,10 +54,9 @@ def etsy_shop() -> EtsyShop:
             f"no Etsy credentials: Prefect block {name!r} (type 'designflow Etsy shop') does not "
             "exist; create it with `designflow etsy connect`"
         ) from None
-    key = (name, block.base_url, settings.etsy_per_second)
     with _lock:
         shop = _shops.get(key)
-        if shop is None or shop.shop_id != block.shop_id:
+        if shop is None:
             client = EtsyClient(
                 block.base_url, block.keystring, block.shared_secret.get_secret_value(),
                 BlockTokenStore(name), per_second=settings.etsy_per_second,

@@ -23,13 +23,6 @@ def new_design(user: str, n: int, batch: uuid.UUID | None = None) -> NewDesign:
     )  # fmt: skip
 
 
-@pytest.fixture
-def catalog(database_url: str) -> Catalog:
-    cat = Catalog(database_url)
-    cat.migrate()
-    return cat
-
-
 def test_migrations_apply_once(database_url: str) -> None:
     cat = Catalog(database_url)
     expected = sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))

@@ -7,7 +7,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from designflow.catalog import MIGRATIONS_DIR, Catalog, NewDesign
@@ -42,13 +41,6 @@ def design_row(user: str, n: int, nd_phash: int, nd_dhash: int = 0) -> NewDesign
         nas_path=f"users/{user}/designs/{digest[:2]}/{digest}.png", batch_id=uuid.uuid4(),
         flow_run_id=None, nd_phash=nd_phash, nd_dhash=nd_dhash,
     )  # fmt: skip
-
-
-@pytest.fixture
-def catalog(database_url: str) -> Catalog:
-    cat = Catalog(database_url)
-    cat.migrate()
-    return cat
 
 
 def test_pigeonhole_probes_cover_every_pair_within_t() -> None:

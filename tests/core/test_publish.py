@@ -11,17 +11,17 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from designflow.catalog import Catalog, NewDesign
+from designflow.catalog import Catalog
 from designflow.etsy import EtsyClient, EtsyTokens, MemoryTokenStore, RetryPolicy
 from designflow.etsy_stub import EtsyStub
 from designflow.listing_catalog import ListingCatalog
 from designflow.nas import LocalNas
 from designflow.publish import publish_design
+from tests.core.test_catalog import new_design
 from tests.core.test_etsy_client import LISTING, jpeg
 
 
@@ -32,22 +32,15 @@ def stub():
 
 
 @pytest.fixture
-def store(database_url: str) -> ListingCatalog:
-    catalog = Catalog(database_url)
-    catalog.migrate()
+def store(catalog: Catalog) -> ListingCatalog:
     return ListingCatalog(catalog)
 
 
 def design_with_mockups(
     store: ListingCatalog, nas: LocalNas, tmp: Path, mockups: int, n: int = 1
 ) -> int:
-    digest = f"{n:064x}"
-    design = NewDesign(
-        user_id="pub", sha256=digest, phash=n, ahash=n, dhash=n, whash=n, width=10, height=10,
-        bytes=10, format="PNG", original_name=f"d{n}.png",
-        nas_path=f"users/pub/designs/{digest[:2]}/{digest}.png", batch_id=uuid.uuid4(),
-        flow_run_id=None,
-    )  # fmt: skip
+    design = new_design("pub", n)
+    digest = design.sha256
     design_id = store.catalog.record_designs([design]).inserted[digest]
     for m in range(mockups):
         local = tmp / f"m{n}-{m}.jpg"
