@@ -8,7 +8,8 @@ Prefect server on 127.0.0.1; then, interleaved, --rounds times, each in a fresh 
   (b) the seed's 'after' design: imagehash's four functions on the full decoded image,
       exact-match query per hash, Hamming check against the last 1000 designs in Python,
       4 threads of default paramiko uploads from a pool of 4, executemany insert
-  (c) the floor: only decoding the 50 files with 2 threads (libspng, designflow's decoder)
+  (c) the floor: only decoding the 50 files with 2 threads (libspng, designflow's decoder,
+      into a reused array per thread)
 Prints medians, the ratios, and each variant's peak memory (max RSS of its process); then
 designflow's peak memory with a 1,000-design history for comparison.
 """
@@ -16,6 +17,7 @@ designflow's peak memory with a 1,000-design history for comparison.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.designs import large_designs
+from bench.designs import OUT, large_designs
 
 EXACT_QUERIES = {
     "phash": "SELECT id FROM design_images WHERE user_id = %s AND phash = %s",
@@ -151,10 +153,20 @@ def variant_b(files: list[str], user: str, db: str, sftp: dict) -> dict:
 
 
 def variant_c(files: list[str]) -> dict:
+    import threading
+
     import imagecodecs
 
+    # Each thread decodes into one reused array, as designflow does: the fastest decode we
+    # have, so that the floor is not padded with page faults designflow does not pay.
+    buffers = threading.local()
+
     def decode(path: str) -> int:
-        return imagecodecs.spng_decode(Path(path).read_bytes()).shape[0]
+        data = Path(path).read_bytes()
+        shape = (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), 4)
+        if getattr(buffers, "pixels", None) is None or buffers.pixels.shape != shape:
+            buffers.pixels = np.empty(shape, np.uint8)
+        return imagecodecs.spng_decode(data, out=buffers.pixels).shape[0]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -192,17 +204,42 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _child(variant: str, env: dict, args: list[str]) -> dict:
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a server process, its threads and the children it has reaped (sshd's
+    per-connection sessions, PostgreSQL's backends), plus the children still running."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        t = proc.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return total
+    except psutil.NoSuchProcess:
+        return float("nan")
+
+
+def _child(variant: str, env: dict, args: list[str], servers: dict[str, int]) -> dict:
     import resource
 
     busy0, total0 = _cpu_times()
     own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers0 = {name: _tree_cpu(pid) for name, pid in servers.items()}
     out = subprocess.run(
         [sys.executable, "-m", "bench.e2e", "--variant", variant, *args],
         env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     busy1, total1 = _cpu_times()
     own1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Connections closed at the end of the run: give the servers a moment to reap them.
+    time.sleep(0.5)
+    result_servers = {name: _tree_cpu(pid) - servers0[name] for name, pid in servers.items()}
+    # The run's log (Prefect's default INFO level, as a seller runs it), for a look at the
+    # timeline of the last run of each variant.
+    (OUT / f"e2e-{variant}.log").write_text(out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-4000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -212,6 +249,7 @@ def _child(variant: str, env: dict, args: list[str]) -> dict:
     own = own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime
     result["cpu_s_variant"] = round(own, 1)  # the variant's process tree (upload workers too)
     result["cpu_s_others"] = round((busy1 - busy0) / hz - own, 1)  # sshd, Prefect server, PG
+    result["cpu_s_servers"] = {name: round(v, 2) for name, v in result_servers.items()}
     return result
 
 
@@ -283,7 +321,6 @@ def main() -> None:
         PREFECT_SERVER_ANALYTICS_ENABLED="false", DESIGNFLOW_HOME=str(work / "home"),
         DESIGNFLOW_DATABASE_URL=db, DESIGNFLOW_NAS_URL=server.url,
         DESIGNFLOW_NAS_KEY_FILE=server.key_file, DESIGNFLOW_NAS_KNOWN_HOSTS=server.known_hosts,
-        PREFECT_LOGGING_LEVEL="WARNING",
     )  # fmt: skip
     if args.prefect_db == "postgresql":
         import psycopg
@@ -306,21 +343,26 @@ def main() -> None:
         sftp = json.dumps({"port": server.port, "user": server.user, "key": server.key_file,
                            "known_hosts": server.known_hosts, "root": str(server.root)})  # fmt: skip
         common = ["--files", str(args.files), "--db", db]
+        servers = {
+            "sshd": server.proc.pid,
+            "prefect server": prefect.pid,
+            "postgresql": pg.get_pid(),
+        }
         results: dict[str, list[dict]] = {"a": [], "b": [], "c": []}
         for r in range(args.rounds):
-            results["a"].append(_child("a", env, [*common, "--user", args.user]))
+            results["a"].append(_child("a", env, [*common, "--user", args.user], servers))
             shutil.rmtree(server.root / "users", ignore_errors=True)
             if not args.skip_baseline:
                 results["b"].append(
-                    _child("b", env, [*common, "--user", args.user, "--sftp", sftp])
+                    _child("b", env, [*common, "--user", args.user, "--sftp", sftp], servers)
                 )
             else:
                 results["b"].append({"seconds": float("nan"), "peak_mb": float("nan")})
             shutil.rmtree(server.root / "seed", ignore_errors=True)
-            results["c"].append(_child("c", env, common))
+            results["c"].append(_child("c", env, common, servers))
             print(f"  round {r + 1}: a {results['a'][-1]['seconds']:.1f} s, b {results['b'][-1]['seconds']:.1f} s,"
                   f" c {results['c'][-1]['seconds']:.1f} s")  # fmt: skip
-        small = _child("a", env, [*common, "--user", "small-history"])
+        small = _child("a", env, [*common, "--user", "small-history"], servers)
         med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
         peak = {k: max(x["peak_mb"] for x in v) for k, v in results.items()}
         print(f"{args.files} designs 4500x5400 RGBA PNG ({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB, "
@@ -340,6 +382,14 @@ def main() -> None:
             print(
                 f"CPU seconds ({k}): its own processes {own:.1f}, sshd + Prefect server + PostgreSQL {others:.1f}"
             )
+        each = {
+            name: statistics.median(x["cpu_s_servers"][name] for x in results["a"])
+            for name in servers
+        }
+        print(
+            "CPU seconds of the servers during (a): "
+            + ", ".join(f"{n} {v:.1f}" for n, v in each.items())
+        )
         print(f"b/a = {med['b'] / med['a']:.1f}x faster than the seed (target >= 4x); "
               f"a/c = {med['a'] / med['c']:.2f}x the decode floor (target <= 1.5x)")  # fmt: skip
         print(

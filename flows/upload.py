@@ -133,10 +133,11 @@ def upload_designs(
                 if prefetched is not None:
                     ready = [f.result() for f in prefetched[position : position + len(batch)]]
                     position += len(batch)
-                waited_ms = round((time.perf_counter() - waited) * 1000, 1)
                 outcome = run_batch(
                     files=batch,
                     fingerprints=ready,
+                    # decoded ahead: the time this batch still waited for its fingerprints
+                    fingerprint_wait_ms=round((time.perf_counter() - waited) * 1000, 1),
                     user_id=user_id,
                     batch_index=index,
                     batch_count=len(batches),
@@ -144,8 +145,6 @@ def upload_designs(
                     allow_near_duplicates=allow_near_duplicates,
                     nas_runner=nas_runner,
                 )
-                if ready is not None:  # decoded ahead: the time this batch still waited for it
-                    outcome.timings_ms["fingerprint"] = waited_ms
                 report.add_batch(outcome)
                 progress.advance(outcome.files, f"batch {index}/{len(batches)} done")
     finally:
@@ -239,13 +238,15 @@ def run_batch(
     allow_near_duplicates: bool = False,
     fingerprints: list[Fingerprint | RejectedFile] | None = None,
     nas_runner: ThreadPoolTaskRunner | None = None,
+    fingerprint_wait_ms: float = 0.0,
 ) -> BatchReport:
     """The steps of one batch as tasks of the calling flow. upload_designs calls this for
     each batch rather than starting a process-batch sub-flow: creating a sub-flow run (and
     its parent task run) per batch cost ~2.5 s on the default SQLite server, whose writes
     of the batch's task events lock it (a 503 the client retries after 2 s), measured on
     every batch of a 25-batch upload. `nas_runner`: where NAS uploads run (the flow's own
-    runner if None)."""
+    runner if None). `fingerprint_wait_ms`: with `fingerprints` computed ahead, how long the
+    caller waited for them (reported as this batch's fingerprint time)."""
     logger = get_run_logger()
     settings = current_settings()
     batch_id = uuid.uuid4()
@@ -254,6 +255,7 @@ def run_batch(
     label = f"batch {batch_index}/{batch_count}"
 
     t0 = time.perf_counter()
+    fingerprints_given = fingerprints is not None
     if fingerprints is not None:
         results = list(fingerprints)
     elif fingerprint_runner_kind() == "threads":
@@ -393,7 +395,7 @@ def run_batch(
     t4 = time.perf_counter()
 
     out.timings_ms = {
-        "fingerprint": round((t1 - t0) * 1000, 1),
+        "fingerprint": fingerprint_wait_ms if fingerprints_given else round((t1 - t0) * 1000, 1),
         "dedup": round((t2 - t1) * 1000, 1),
         "nas": round((t3 - t2) * 1000, 1),
         "insert": round((t4 - t3) * 1000, 1),

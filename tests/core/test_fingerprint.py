@@ -181,3 +181,47 @@ def test_missing_and_unreadable(tmp_path: Path) -> None:
 def test_fingerprint_bytes_matches_file(tmp_path: Path) -> None:
     path = images.write_jpeg(tmp_path / "a.jpg", seed=9)
     assert fingerprint_bytes(path.read_bytes(), path) == fingerprint_design(path)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1200, 900), (513, 1999), (700, 3), (3, 700), (1, 1)])
+def test_png_fast_path_reduces_in_strips_exactly(mode: str, size: tuple[int, int]) -> None:
+    """The strip-by-strip reduction gives the same bytes as reducing the whole image: every
+    shape, including the sides that are not a multiple of the reduction factor."""
+    import io
+
+    import imagecodecs
+    import numpy as np
+
+    from designflow import fingerprint
+
+    rng = np.random.default_rng(size[0] * 7 + size[1])
+    pixels = rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buffer, "PNG")
+    data = buffer.getvalue()
+    target = 64
+    decoded = imagecodecs.spng_decode(data)
+    height, width = decoded.shape[:2]
+    factor = max(1, -(-max(width, height) // target))
+    rows, cols = max(factor, height // factor * factor), max(factor, width // factor * factor)
+    small = (max(1, cols // factor), max(1, rows // factor))
+    expected = fingerprint._reduce_whole(decoded, rows, cols, small)
+    got = fingerprint._decode_png_reduced(data, target)
+    assert got.size == expected.size
+    assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_reused_decode_buffer_leaks_nothing_between_designs(tmp_path: Path) -> None:
+    """Designs of one size decoded one after another in a thread (one reused array) hash
+    exactly as each does alone in a fresh thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [images.write_png(tmp_path / f"d{i}.png", seed=40 + i) for i in range(3)]
+    in_turn = [fingerprint_design(p) for p in paths]
+    alone = []
+    for p in paths:
+        with ThreadPoolExecutor(max_workers=1) as fresh:
+            alone.append(fresh.submit(fingerprint_design, p).result())
+    assert in_turn == alone
+    assert len({fp.phash for fp in in_turn}) == 3
