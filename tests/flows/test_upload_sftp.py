@@ -56,7 +56,8 @@ def test_upload_over_sftp(sftp_env) -> None:
 
 def test_server_killed_mid_run_then_back(sftp_env, monkeypatch) -> None:
     env, server = sftp_env
-    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.5")  # retries over ~3.5 s
+    # 0.75 s base: three retries span 2.6-7.9 s (jitter +/-50%), the outage ~1.1 s.
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.75")
     folder = env.inputs / "k"
     folder.mkdir()
     for i in range(8):
