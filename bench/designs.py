@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import imagecodecs
+import numpy as np
 
 from designflow.samples import make_artwork, png_bytes
 
@@ -29,3 +33,17 @@ def large_designs(
     jobs = [(folder / f"design-{seed0 + i:05d}.png", seed0 + i, size) for i in range(count)]
     with ProcessPoolExecutor(max_workers=2) as pool:
         return list(pool.map(_make, jobs))
+
+
+_floor_buffers = threading.local()
+
+
+def decode_only(path: str | Path) -> int:
+    """The floor both benchmarks measure against: libspng decoding an RGBA design into one
+    reused array per thread (as designflow does), nothing else. Returns the height."""
+    data = Path(path).read_bytes()
+    shape = (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), 4)
+    pixels = getattr(_floor_buffers, "pixels", None)
+    if pixels is None or pixels.shape != shape:
+        pixels = _floor_buffers.pixels = np.empty(shape, np.uint8)
+    return imagecodecs.spng_decode(data, out=pixels).shape[0]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.designs import OUT, large_designs
+from bench.designs import OUT, decode_only, large_designs
 
 EXACT_QUERIES = {
     "phash": "SELECT id FROM design_images WHERE user_id = %s AND phash = %s",
@@ -153,24 +153,9 @@ def variant_b(files: list[str], user: str, db: str, sftp: dict) -> dict:
 
 
 def variant_c(files: list[str]) -> dict:
-    import threading
-
-    import imagecodecs
-
-    # Each thread decodes into one reused array, as designflow does: the fastest decode we
-    # have, so that the floor is not padded with page faults designflow does not pay.
-    buffers = threading.local()
-
-    def decode(path: str) -> int:
-        data = Path(path).read_bytes()
-        shape = (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), 4)
-        if getattr(buffers, "pixels", None) is None or buffers.pixels.shape != shape:
-            buffers.pixels = np.empty(shape, np.uint8)
-        return imagecodecs.spng_decode(data, out=buffers.pixels).shape[0]
-
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(decode, files))
+        list(pool.map(decode_only, files))
     return {"seconds": time.perf_counter() - start}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image
 
-from bench.designs import large_designs
+from bench.designs import decode_only, large_designs
 from designflow.fingerprint import FLATTEN_BACKGROUND, fingerprint_design, hamming, hash_to_int
 
 
@@ -41,28 +41,6 @@ def reference_phash(path: Path) -> int:
     flat = Image.new("RGB", image.size, FLATTEN_BACKGROUND)
     flat.paste(image, mask=image.getchannel("A"))
     return hash_to_int(imagehash.phash(flat))
-
-
-def decode_only(path: Path) -> int:
-    """The floor: libspng into one reused array per thread, nothing else (as bench.e2e's c)."""
-    import threading
-
-    import imagecodecs
-    import numpy as np
-
-    data = path.read_bytes()
-    shape = (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), 4)
-    local = _buffers.__dict__.setdefault(threading.get_ident(), {})
-    if local.get("shape") != shape:
-        local.update(shape=shape, pixels=np.empty(shape, np.uint8))
-    return imagecodecs.spng_decode(data, out=local["pixels"]).shape[0]
-
-
-class _Buffers:
-    pass
-
-
-_buffers = _Buffers()
 
 
 def timed(fn, paths: list[Path], threads: int) -> tuple[float, list]:
