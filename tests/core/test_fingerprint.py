@@ -207,7 +207,7 @@ def test_png_fast_path_reduces_in_strips_exactly(mode: str, size: tuple[int, int
     rows, cols = max(factor, height // factor * factor), max(factor, width // factor * factor)
     small = (max(1, cols // factor), max(1, rows // factor))
     expected = fingerprint._reduce_whole(decoded, rows, cols, small)
-    got = fingerprint._decode_png_reduced(data, target)
+    got = fingerprint._decode_png_reduced(data, target, decoded.shape)
     assert got.size == expected.size
     assert np.array_equal(np.asarray(got), np.asarray(expected))
 
