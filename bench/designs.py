@@ -9,7 +9,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from designflow.samples import make_artwork, png_bytes
+from designflow.testing.samples import make_artwork, png_bytes
 
 OUT = Path(__file__).resolve().parent / "out"
 

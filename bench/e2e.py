@@ -55,7 +55,7 @@ def _peak_mb() -> float:
 
 
 def variant_a(files: list[str], user: str, db: str) -> dict:
-    from flows.upload import upload_designs
+    from designflow.flows.upload import upload_designs
 
     start = time.perf_counter()
     report = upload_designs(paths=files, user_id=user)
@@ -71,8 +71,8 @@ def variant_b(files: list[str], user: str, db: str, sftp: dict) -> dict:
     import psycopg
     from PIL import Image
 
-    from designflow.batching import collect_design_files, plan_batches
-    from designflow.fingerprint import hamming, hash_to_int
+    from designflow.images.fingerprint import hamming, hash_to_int
+    from designflow.ingest.batching import collect_design_files, plan_batches
 
     def fingerprint(path: str) -> dict:
         data = Path(path).read_bytes()

@@ -22,7 +22,12 @@ import imagehash
 from PIL import Image
 
 from bench.designs import decode_only, large_designs
-from designflow.fingerprint import FLATTEN_BACKGROUND, fingerprint_design, hamming, hash_to_int
+from designflow.images.fingerprint import (
+    FLATTEN_BACKGROUND,
+    fingerprint_design,
+    hamming,
+    hash_to_int,
+)
 
 
 def baseline_fingerprint(path: Path) -> dict[str, int]:

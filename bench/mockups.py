@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from bench.designs import large_designs
-from designflow.mockup import PreparedDesign, Template, list_templates, render_mockup
+from designflow.mockups.render import PreparedDesign, Template, list_templates, render_mockup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,10 +132,10 @@ def trigger_benchmark(triggers: int) -> None:
             capture_output=True,
         )
         # A real design to render, stored through the normal upload path.
-        from flows.upload import upload_designs
+        from designflow.flows.upload import upload_designs
 
         design_path = work / "design.png"
-        from designflow.samples import make_artwork, png_bytes
+        from designflow.testing.samples import make_artwork, png_bytes
 
         design_path.write_bytes(png_bytes(make_artwork(1, (1500, 1800))))
         design_id = upload_designs(paths=[str(design_path)], user_id="bench")["stored"][0][

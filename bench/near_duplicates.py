@@ -32,10 +32,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
 from designflow.catalog import Catalog, NewDesign
-from designflow.dedup import near_pair, near_queries
-from designflow.fingerprint import Fingerprint, fingerprint_bytes
-from designflow.samples import make_artwork
-from designflow.similarity import (
+from designflow.images.fingerprint import Fingerprint, fingerprint_bytes
+from designflow.images.similarity import (
     DEFAULT_CONFIRM_SUM,
     DEFAULT_DISTANCE,
     PLAIN,
@@ -44,6 +42,8 @@ from designflow.similarity import (
     hamming,
     signed,
 )
+from designflow.ingest.dedup import near_pair, near_queries
+from designflow.testing.samples import make_artwork
 
 T = DEFAULT_DISTANCE
 

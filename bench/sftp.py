@@ -21,8 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from designflow.nas import design_path
-from designflow.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
+from designflow.storage.nas import design_path
+from designflow.storage.sftp import ProcessSftpNas, SftpCredentials, SftpNas, SftpPool, SftpTarget
 from tests.sftp_servers import SSHD, OpenSshServer
 
 

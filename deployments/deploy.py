@@ -1,34 +1,103 @@
-"""Create or update everything runs are triggered with: the work pool, its priority queues and
-the deployments. One command: `designflow deploy` (idempotent).
+"""How runs start, declared once: the work pool, its priority queues and the deployments.
 
     work pool "designflow" (process)  queues: high (priority 1), normal (2), low (3)
     upload-designs/upload-designs      on queue normal
     generate-mockups/generate-mockups  on the queue each trigger names (high | normal | low)
     publish-listing/publish-listing    on queue low (Etsy draft listings of stored designs)
+    sweep-inbox/sweep-inbox            on queue normal, on a cron schedule, one at a time
 
-Run them with `designflow worker` (a process worker polling every second).
+`designflow deploy` registers them with a work pool (run them with `designflow worker`),
+`designflow serve` runs the same list in one process, and the tests use it too. Entrypoints
+are module paths (`designflow.flows.upload.upload_designs`), so a worker on any machine with
+the package installed can load them: nothing points at a checkout.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
+from importlib import import_module
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from designflow.settings import Settings
+
 QUEUES = {"high": 1, "normal": 2, "low": 3}
 
 
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment: which flow (module path), its name and queue, and its schedule."""
+
+    flow: str  # "module:attribute"
+    name: str
+    queue: str = "normal"
+    scheduled: bool = False  # the sweep: cron and inbox from the settings
+    concurrency_limit: int | None = None
+    parameters: dict = field(default_factory=dict)
+
+    def load_flow(self):
+        module, attribute = self.flow.split(":")
+        return getattr(import_module(module), attribute)
+
+
+DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec("designflow.flows.upload:upload_designs", "upload-designs"),
+    DeploymentSpec("designflow.flows.mockups:generate_mockups", "generate-mockups"),
+    # Etsy publishing on its own (the mockup run also publishes after rendering); the low
+    # queue: a listing can wait behind uploads and mockups.
+    DeploymentSpec("designflow.flows.publish:publish_listing", "publish-listing", queue="low"),
+    # One sweep at a time; a scheduled sweep that finds one running waits its turn.
+    DeploymentSpec(
+        "designflow.flows.sweep:sweep_inbox", "sweep-inbox", scheduled=True, concurrency_limit=1
+    ),
+)
+
+
+def runner_deployments(
+    settings: Settings,
+    inbox: str | None = None,
+    sweep_cron: str | None = None,
+    work_queues: bool = True,
+) -> list:
+    """The declared deployments as Prefect RunnerDeployments (for `deploy` and `serve`)."""
+    from prefect.deployments.runner import EntrypointType
+
+    made = []
+    for spec in DEPLOYMENTS:
+        flow = spec.load_flow()
+        extra: dict = {}
+        if spec.scheduled:
+            extra["cron"] = sweep_cron or settings.sweep_cron
+            extra["parameters"] = {"inbox": inbox or settings.inbox, **spec.parameters}
+        elif spec.parameters:
+            extra["parameters"] = dict(spec.parameters)
+        if work_queues:
+            extra["work_queue_name"] = spec.queue
+        made.append(
+            flow.to_deployment(
+                name=spec.name,
+                description=(flow.description or "").strip(),
+                concurrency_limit=spec.concurrency_limit,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                **extra,
+            )
+        )
+    return made
+
+
 def ensure_work_pool(name: str, concurrency_limit: int | None = None) -> None:
+    """Create the pool and its queues, or update them. An existing pool's concurrency limit
+    is changed only when one is given: a plain re-deploy must not lift an operator's limit."""
     with get_client(sync_client=True) as client:
         try:
             client.create_work_pool(
                 WorkPoolCreate(name=name, type="process", concurrency_limit=concurrency_limit)
             )
         except ObjectAlreadyExists:
-            client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=concurrency_limit))
+            if concurrency_limit is not None:
+                client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=concurrency_limit))
         for queue, priority in QUEUES.items():
             try:
                 client.create_work_queue(name=queue, work_pool_name=name, priority=priority)
@@ -44,39 +113,10 @@ def deploy_all(
     sweep_cron: str | None = None,
 ) -> list[str]:
     """Idempotent: re-running updates the pool, the queues and the deployments in place."""
-    from prefect import flow
-
-    from designflow.settings import Settings
-
     settings = Settings.from_env()
     ensure_work_pool(work_pool, concurrency_limit)
     made = []
-    for entrypoint, name, queue, extra in (
-        ("flows/upload.py:upload_designs", "upload-designs", "normal", {}),
-        ("flows/mockups.py:generate_mockups", "generate-mockups", "normal", {}),
-        # Etsy publishing on its own (the mockup run also publishes after rendering); the
-        # low queue: a listing can wait behind uploads and mockups.
-        ("flows/publish.py:publish_listing", "publish-listing", "low", {}),
-        (
-            "flows/sweep.py:sweep_inbox",
-            "sweep-inbox",
-            "normal",
-            # One sweep at a time; a scheduled sweep that finds one running waits its turn.
-            {
-                "cron": sweep_cron or settings.sweep_cron,
-                "parameters": {"inbox": inbox or settings.inbox},
-                "concurrency_limit": 1,
-            },
-        ),
-    ):
-        source_flow = flow.from_source(source=str(PROJECT_ROOT), entrypoint=entrypoint)
-        deployment_id = source_flow.deploy(
-            name=name,
-            work_pool_name=work_pool,
-            work_queue_name=queue,
-            description=(source_flow.description or "").strip().split("\n")[0],
-            print_next_steps=False,
-            **extra,
-        )
-        made.append(f"{source_flow.name}/{name} ({deployment_id})")
+    for deployment in runner_deployments(settings, inbox, sweep_cron):
+        deployment_id = deployment.apply(work_pool_name=work_pool)
+        made.append(f"{deployment.flow_name}/{deployment.name} ({deployment_id})")
     return made

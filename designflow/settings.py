@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
-from designflow.listings import ListingDefaults
+from designflow.etsy.listings import ListingDefaults
 
 MB = 1024 * 1024
 
@@ -27,6 +28,9 @@ class ImageLimits:
     max_dimension: int = 30_000
     # Size of the shared reduction every hash is computed from.
     hash_reduction_px: int = 512
+    # Decoded pixels held at once by all fingerprints of a process (see
+    # designflow.images.budget): 4 threads decoding 100 Mpx 16-bit files held 4.7 GB.
+    decode_budget_bytes: int = 512 * MB
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Settings:
             max_file_bytes=int(_number(env, "DESIGNFLOW_MAX_FILE_MB", 200) * MB),
             max_pixels=int(_number(env, "DESIGNFLOW_MAX_PIXELS", 100_000_000)),
             max_dimension=int(_number(env, "DESIGNFLOW_MAX_DIMENSION", 30_000)),
+            decode_budget_bytes=int(_number(env, "DESIGNFLOW_DECODE_BUDGET_MB", 512) * MB),
         )
         return cls(
             home=home,
@@ -157,6 +162,9 @@ def _listing_defaults(env: Mapping[str, str]) -> ListingDefaults:
 
 
 def _default_templates(home: Path) -> str:
-    """The templates shipped in the repository when running from a checkout, else the home's."""
-    shipped = Path(__file__).resolve().parent.parent / "examples" / "templates"
-    return str(shipped if shipped.is_dir() else home / "templates")
+    """The seller's own folder once it exists, else the example templates shipped as package
+    data (`examples/templates` of a checkout), so a fresh install renders mockups at once."""
+    own = home / "templates"
+    if own.is_dir():
+        return str(own)
+    return str(resources.files("designflow.examples") / "templates")

@@ -10,11 +10,11 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.publish import publish_designs
-from flows.states import failure_reason
-from tasks.mockups import render_design_mockups, store_mockup
-from tasks.resources import release_nas
-from tasks.retry import io_retry_delays
+from designflow.flows.publish import publish_designs
+from designflow.flows.states import failure_reason
+from designflow.tasks.mockups import render_design_mockups, store_mockup
+from designflow.tasks.resources import release_nas
+from designflow.tasks.retry import io_retry_delays
 
 
 @flow(name="generate-mockups", task_runner=ThreadPoolTaskRunner(max_workers=4))

@@ -7,12 +7,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from designflow.listing_catalog import ListingCatalog
-from designflow.publish import PublishOutcome, plan_images
-from flows.states import failure_reason
-from tasks import resources
-from tasks.etsy import (
-    EtsyNotConfigured,
+from designflow.catalog.listings import ListingCatalog
+from designflow.etsy.publish import PublishOutcome, plan_images
+from designflow.flows.states import failure_reason
+from designflow.resources import EtsyNotConfigured
+from designflow.tasks import resources
+from designflow.tasks.etsy import (
     create_listing,
     etsy_shop,
     fetch_shop,

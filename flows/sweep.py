@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from designflow.inbox import SweepBusy, sweep_lock, user_folder
-from flows.upload import UploadIncomplete, subflow_settings, upload_designs
-from tasks.inbox import file_swept, scan_user_inbox
+from designflow.flows.upload import UploadIncomplete, subflow_settings, upload_designs
+from designflow.ingest.inbox import SweepBusy, sweep_lock, user_folder
+from designflow.tasks.inbox import file_swept, scan_user_inbox
 
 
 @flow(name="sweep-inbox")

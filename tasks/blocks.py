@@ -1,6 +1,6 @@
 """Prefect block types of designflow, registered so they show in the UI:
 
-prefect block register -m tasks.blocks
+prefect block register -m designflow.tasks.blocks
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import tempfile
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from designflow.sftp import SftpCredentials, SftpNas, SftpTarget, sftp_nas
+from designflow.storage.sftp import SftpCredentials, SftpNas, SftpTarget, sftp_nas
 
 
 class SftpNasBlock(Block):
@@ -76,7 +76,7 @@ class BlockTokenStore:
         self.block_name = block_name
 
     def load(self):
-        from designflow.etsy import EtsyTokens
+        from designflow.etsy.client import EtsyTokens
 
         block = EtsyShopBlock.load(self.block_name)
         return EtsyTokens(

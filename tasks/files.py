@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.batching import CandidateFile, UnusablePath, collect_design_files
+from designflow.ingest.batching import CandidateFile, UnusablePath, collect_design_files
 
 
 @task(name="collect-design-files", cache_policy=NO_CACHE)

@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
-from designflow.report import RejectedFile
-from tasks.resources import current_settings
+from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
+from designflow.ingest.report import RejectedFile
+from designflow.tasks.resources import current_settings
 
 
 def _run_name() -> str:

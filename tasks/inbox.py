@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.inbox import InboxScan, move_processed, move_quarantined, scan_inbox
+from designflow.ingest.inbox import InboxScan, move_processed, move_quarantined, scan_inbox
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE)

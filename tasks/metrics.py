@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import resources
-from tasks.mockups import MOCKUP_DEPLOYMENT
+from designflow.tasks import resources
+from designflow.tasks.mockups import MOCKUP_DEPLOYMENT
 
 
 def mockup_queue_figures() -> tuple[int | None, float | None]:

@@ -5,38 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.mockup import PreparedDesign, Template, TemplateError, load_template, render_mockup
-from designflow.nas import check_user_id
-from tasks import resources
-from tasks.retry import IO_RETRIES, IO_RETRY_DELAYS, IO_RETRY_JITTER
+from designflow.mockups.render import (
+    PreparedDesign,
+    Template,
+    render_mockup,
+)
+from designflow.storage.nas import check_user_id
+from designflow.tasks import resources
+from designflow.tasks.retry import io_retry
 
 PRIORITY_QUEUES = {"high": 1, "normal": 2, "low": 3}
 MOCKUP_DEPLOYMENT = "generate-mockups/generate-mockups"
-
-_retry = dict(
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_jitter_factor=IO_RETRY_JITTER,
-    retry_condition_fn=lambda task, run, state: not _is_permanent(state),
-    cache_policy=NO_CACHE,
-)
-
-
-def _is_permanent(state) -> bool:
-    try:
-        state.result()
-    except (TemplateError, LookupError):
-        return True  # a broken template or a missing design does not heal by retrying
-    except Exception:
-        return False
-    return False
 
 
 @dataclass(frozen=True)
@@ -50,57 +35,11 @@ class RenderedMockup:
     height: int
 
 
-# Templates are read once per process and template folder version, not once per design:
-# the cache for a run (and for every later run in a worker) is this dictionary.
-_templates: dict[tuple[str, str, float], Template] = {}
-_templates_lock = threading.Lock()
-
-
-def template_folder(template_id: str) -> Path:
-    settings = resources.current_settings()
-    if not template_id or "/" in template_id or template_id.startswith("."):
-        raise TemplateError(f"invalid template id {template_id!r}")
-    root = settings.templates
-    if root.startswith("nas:"):
-        return _template_from_nas(root[4:].strip("/"), template_id)
-    return Path(root) / template_id
-
-
-def _template_from_nas(prefix: str, template_id: str) -> Path:
-    """Templates kept on the NAS are copied once into a local cache folder."""
-    settings = resources.current_settings()
-    nas = resources.nas(settings)
-    remote = f"{prefix}/{template_id}"
-    local = settings.home / "template-cache" / template_id
-    files = nas.list_files(remote)
-    if not files:
-        raise TemplateError(f"template {template_id!r} not found on the NAS under {remote}/")
-    local.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        target = local / Path(path).relative_to(remote)
-        data = nas.read_bytes(path)
-        if not target.exists() or target.stat().st_size != len(data):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    return local
-
-
 def get_template(template_id: str) -> Template:
-    folder = template_folder(template_id)
-    manifest = folder / "template.json"
-    if not manifest.is_file():
-        raise TemplateError(f"template {template_id!r} not found ({manifest} does not exist)")
-    key = (str(folder), template_id, manifest.stat().st_mtime)
-    with _templates_lock:
-        cached = _templates.get(key)
-    if cached is None:
-        cached = load_template(folder)
-        with _templates_lock:
-            _templates[key] = cached
-    return cached
+    return resources.current().template(template_id)
 
 
-@task(name="render-mockups", task_run_name="render mockups of design {design_id}", **_retry)
+@task(name="render-mockups", task_run_name="render mockups of design {design_id}", **io_retry())
 def render_design_mockups(design_id: int, template_ids: list[str]) -> list[RenderedMockup]:
     """Decode the design once and render every requested template from it."""
     catalog = resources.catalog()
@@ -134,7 +73,7 @@ def render_design_mockups(design_id: int, template_ids: list[str]) -> list[Rende
 @task(
     name="store-mockup",
     task_run_name="store {mockup.template_id} of design {mockup.design_id}",
-    **_retry,
+    **io_retry(),
 )
 def store_mockup(mockup: RenderedMockup, flow_run_id: str | None = None) -> dict:
     """Next to the design on the NAS, then in design_mockups (a row only once the file is there)."""

@@ -11,8 +11,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from designflow import progress
-from designflow.report import UploadReport
+from designflow.ingest import progress
+from designflow.ingest.report import UploadReport
 
 
 class UploadProgress:

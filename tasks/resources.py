@@ -1,45 +1,22 @@
-"""The catalog and NAS a task talks to, resolved from settings once per process.
+"""The process's resources (designflow.resources) with Prefect blocks wired in.
 
 Tasks receive no connection strings as parameters (flow and task inputs are visible in the
-Prefect UI); they resolve them here from the environment or from a Prefect block.
+Prefect UI); they take the catalog, the NAS and the Etsy shop from here, built once per
+process from the environment or from Prefect blocks.
 """
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
-
 from psycopg.conninfo import make_conninfo
 
+from designflow import resources as core
 from designflow.catalog import Catalog
-from designflow.embedded import embedded_database_url
-from designflow.nas import Nas, nas_from_url
+from designflow.resources import BlockReaders, EtsyNotConfigured, EtsyShop, Resources
 from designflow.settings import Settings
-
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
+from designflow.storage.nas import Nas
 
 
-def current_settings() -> Settings:
-    return Settings.from_env()
-
-
-def database_url(settings: Settings) -> str:
-    return _database_url(settings.database_url, settings.catalog_block, str(settings.home))
-
-
-@lru_cache(maxsize=8)
-def _database_url(url: str | None, block_name: str | None, home: str) -> str:
-    if url:
-        return url
-    if block_name:
-        return _url_from_block(block_name)
-    from pathlib import Path
-
-    return embedded_database_url(Path(home))
-
-
-def _url_from_block(block_name: str) -> str:
+def _catalog_url_from_block(block_name: str) -> str:
     """A psycopg conninfo from a prefect-sqlalchemy `SqlAlchemyConnector` block, so that
     deployments keep the database credentials in Prefect rather than in the environment."""
     from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
@@ -62,63 +39,61 @@ def _url_from_block(block_name: str) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
 
 
+def _nas_from_block(block_name: str) -> Nas:
+    from designflow.tasks.blocks import SftpNasBlock
+
+    return SftpNasBlock.load(block_name).nas()
+
+
+def _etsy_from_block(block_name: str, settings: Settings) -> EtsyShop:
+    from designflow.etsy.client import EtsyClient, RetryPolicy
+    from designflow.tasks.blocks import BlockTokenStore, EtsyShopBlock
+
+    try:
+        block = EtsyShopBlock.load(block_name)
+    except ValueError:
+        raise EtsyNotConfigured(
+            f"no Etsy credentials: Prefect block {block_name!r} (type 'designflow Etsy shop') "
+            "does not exist; create it with `designflow etsy connect`"
+        ) from None
+    client = EtsyClient(
+        block.base_url, block.keystring, block.shared_secret.get_secret_value(),
+        BlockTokenStore(block_name), per_second=settings.etsy_per_second,
+        retry=RetryPolicy(base_s=settings.etsy_backoff_s),
+    )  # fmt: skip
+    return EtsyShop(client, block.shop_id)
+
+
+BLOCKS = BlockReaders(
+    catalog_url=_catalog_url_from_block, nas=_nas_from_block, etsy=_etsy_from_block
+)
+
+
+def current(settings: Settings | None = None) -> Resources:
+    """The resources of this process and the current settings (built once)."""
+    return core.current(BLOCKS, settings)
+
+
+def current_settings() -> Settings:
+    return current().settings
+
+
+def database_url(settings: Settings | None = None) -> str:
+    return current(settings).database_url()
+
+
 def catalog(settings: Settings | None = None) -> Catalog:
     """The catalog, migrated before first use in this process."""
-    settings = settings or current_settings()
-    url = database_url(settings)
-    cat = Catalog(url)
-    if url not in _migrated:
-        with _migrate_lock:
-            if url not in _migrated:
-                cat.migrate()
-                _migrated.add(url)
-    return cat
-
-
-_nas_lock = threading.Lock()
-_nas_by_key: dict[tuple, Nas] = {}
-
-
-def _nas_key(settings: Settings) -> tuple:
-    """Everything that makes a different NAS client, credentials included (a changed
-    password or passphrase must not keep using the client made with the old one)."""
-    return (
-        settings.nas_block, settings.nas_url, settings.nas_key_file, settings.nas_known_hosts,
-        settings.nas_password, settings.nas_key_passphrase, settings.nas_upload_processes,
-    )  # fmt: skip
+    return current(settings).catalog()
 
 
 def nas(settings: Settings | None = None) -> Nas:
-    """One NAS client per configuration and process, so the SFTP connection pool is shared
-    by every task, batch and run in the process."""
-    settings = settings or current_settings()
-    key = _nas_key(settings)
-    with _nas_lock:
-        client = _nas_by_key.get(key)
-        if client is None:
-            if settings.nas_block:
-                from tasks.blocks import SftpNasBlock
-
-                client = SftpNasBlock.load(settings.nas_block).nas()
-            else:
-                client = nas_from_url(settings.nas_url, settings)
-            _nas_by_key[key] = client
-        return client
+    return current(settings).nas()
 
 
-def release_nas(settings: Settings | None = None) -> None:
-    """End of a run: close idle NAS connections (the pool itself stays usable)."""
-    settings = settings or current_settings()
-    key = _nas_key(settings)
-    with _nas_lock:
-        client = _nas_by_key.get(key)
-    if client is not None:
-        client.release()
+def release_nas() -> None:
+    current().release_nas()
 
 
 def close_all() -> None:
-    with _nas_lock:
-        clients = list(_nas_by_key.values())
-        _nas_by_key.clear()
-    for client in clients:
-        client.close()
+    core.close_current()

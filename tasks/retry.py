@@ -1,10 +1,14 @@
-"""One retry policy for I/O tasks: exponential backoff with jitter (Prefect's own)."""
+"""One retry policy for I/O tasks: exponential backoff with jitter (Prefect's own), retried
+only when the failure can heal (designflow.errors.is_transient)."""
 
 from __future__ import annotations
 
 import os
 
+from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
+
+from designflow.errors import is_transient
 
 IO_RETRIES = 3
 IO_RETRY_JITTER = 0.5
@@ -17,4 +21,23 @@ def io_retry_delays() -> list[float]:
     return exponential_backoff(backoff_factor=base)(IO_RETRIES)
 
 
-IO_RETRY_DELAYS = io_retry_delays()
+def worth_retrying(task, run, state) -> bool:
+    """Prefect's retry_condition_fn: retry only a failure that may heal."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+def io_retry(**overrides) -> dict:
+    """Task options of every I/O task (retries, backoff, jitter, the shared predicate)."""
+    options = dict(
+        retries=IO_RETRIES,
+        retry_delay_seconds=io_retry_delays(),
+        retry_jitter_factor=IO_RETRY_JITTER,
+        retry_condition_fn=worth_retrying,
+        cache_policy=NO_CACHE,
+    )
+    options.update(overrides)
+    return options

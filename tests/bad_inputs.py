@@ -1,4 +1,4 @@
-"""The bad-input corpus (28 kinds), generated: each kind of awkward or hostile file with the outcome
+"""The bad-input corpus (36 kinds), generated: each kind of awkward or hostile file with the outcome
 designflow must give it (stored as it looks, or rejected with a precise reason)."""
 
 from __future__ import annotations
@@ -88,6 +88,37 @@ def _wide_png(path: Path) -> None:
     )
 
 
+def _many_frames_gif(path: Path) -> None:
+    """1000 frames: only the first is decoded (a fingerprint must not walk them all)."""
+    first = images.flatten(images.design(2994, (96, 96))).convert("P")
+    rest = [Image.new("P", (96, 96), i % 256) for i in range(999)]
+    first.save(path, format="GIF", save_all=True, append_images=rest, duration=20, loop=0)
+
+
+def _animated_webp(path: Path) -> None:
+    frames = [images.design(2995 + i, (240, 240)) for i in range(3)]
+    frames[0].save(
+        path, format="WEBP", save_all=True, append_images=frames[1:], duration=80, lossless=True
+    )
+
+
+def _bad_orientation_jpeg(path: Path) -> None:
+    """EXIF orientation 99 (there are 8): the pixels are taken as they are."""
+    image = images.flatten(images.design(2996))
+    exif = Image.Exif()
+    exif[0x0112] = 99
+    image.save(path, format="JPEG", exif=exif.tobytes(), quality=90)
+
+
+def _system_file_link(folder: Path) -> Path:
+    """A symlink named like a design that points at a system file, given by name."""
+    link = folder / "passwd.png"
+    link.symlink_to("/etc/passwd")
+    return link
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><circle cx="50" cy="50" r="40"/></svg>'
+
 ROOT_READS_ANYTHING = os.geteuid() == 0  # root is not stopped by file permissions
 
 CASES: list[Case] = [
@@ -119,4 +150,12 @@ CASES: list[Case] = [
     Case("FIFO named like a design", "pipe.png", _fifo, "rejected", "not a regular file"),
     Case("unreadable", "unreadable.png", _unreadable, "stored" if ROOT_READS_ANYTHING else "rejected", "" if ROOT_READS_ANYTHING else "permission denied"),
     Case("WebP", "art.webp", _pillow("art.webp", lambda: images.design(2915), "WEBP", lossless=True), "stored"),
+    Case("1000-frame animated GIF", "frames.gif", _with("frames.gif", _many_frames_gif), "stored"),
+    Case("animated WebP", "moving.webp", _with("moving.webp", _animated_webp), "stored"),
+    Case("malformed EXIF orientation", "oriented.jpg", _with("oriented.jpg", _bad_orientation_jpeg), "stored"),
+    Case("symlink to a system file, given by name", "passwd.png", _system_file_link, "rejected", "not a recognised image"),
+    Case("newline in the name", "two\nlines.png", _with("two\nlines.png", lambda p: images.write_png(p, 2997)), "stored"),
+    Case("SVG named .png", "vector.png", _write("vector.png", SVG), "rejected", "not a recognised image"),
+    Case("huge iCCP chunk", "icc-bomb.png", _with("icc-bomb.png", lambda p: images.png_with_metadata(p, 2998, b"iCCP", b"ICC Profile", 512 << 20, compressible=True)), "rejected", "metadata decompression bomb"),
+    Case("zTXt inflating to 1 GiB", "text-bomb.png", _with("text-bomb.png", lambda p: images.png_with_metadata(p, 2999, b"zTXt", b"Comment", 1 << 30, compressible=True)), "rejected", "metadata decompression bomb"),
 ]  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from designflow.samples import jpeg_bytes, make_artwork, png_bytes
+from designflow.testing.samples import jpeg_bytes, make_artwork, png_bytes
 
 
 def design(seed: int, size: tuple[int, int] = (600, 720)) -> Image.Image:
@@ -134,3 +134,40 @@ def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def png_with_metadata(
+    path: Path, seed: int, kind: bytes, keyword: bytes, inflated: int, compressible: bool = False
+) -> Path:
+    """A valid design PNG with one compressed metadata chunk (zTXt, iTXt or iCCP) placed
+    before the pixels, whose payload inflates to `inflated` bytes: XMP as Photoshop writes
+    it (`compressible=False`: text that compresses about 4:1), or a bomb (zeros)."""
+    png = image_bytes(design(seed, (400, 480)))
+    comp = zlib.compressobj(9)
+    if compressible:
+        block = b"\x00" * (1 << 20)
+        parts = [comp.compress(block) for _ in range(inflated >> 20)]
+    else:
+        rng = np.random.default_rng(seed)
+        text = rng.integers(0x41, 0x51, inflated, dtype=np.uint8).tobytes()  # 16 letters
+        parts = [comp.compress(text)]
+    parts.append(comp.flush())
+    data = b"".join(parts)
+    if kind == b"iTXt":
+        payload = keyword + b"\x00\x01\x00" + b"\x00" + b"\x00" + data
+    else:  # zTXt and iCCP: keyword, NUL, method 0, compressed data
+        payload = keyword + b"\x00\x00" + data
+    ihdr_end = 8 + 12 + 13  # signature + IHDR chunk
+    path.write_bytes(png[:ihdr_end] + _chunk(kind, payload) + png[ihdr_end:])
+    return path
+
+
+def large_gray16_png(path: Path, side: int = 10_000) -> Path:
+    """A 16-bit grey PNG of side x side pixels (100 Mpx at the default: the pixel cap) that
+    compresses to under a MB: a smooth ramp with one flat quarter."""
+    y = np.arange(side, dtype=np.uint32)[:, None]
+    x = np.arange(side, dtype=np.uint32)[None, :]
+    values = ((x * 7 + y * 3) % 65536).astype("<u2")
+    values[: side // 2, : side // 2] = 60000
+    Image.fromarray(values).save(path, format="PNG", compress_level=6)
+    return path

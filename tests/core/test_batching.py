@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from designflow.batching import CandidateFile, collect_design_files, plan_batches
+from designflow.ingest.batching import CandidateFile, collect_design_files, plan_batches
 
 
 def files(*sizes: int) -> list[CandidateFile]:

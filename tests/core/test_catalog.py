@@ -8,9 +8,10 @@ import uuid
 import psycopg
 import pytest
 
-from designflow.catalog import MIGRATIONS_DIR, Catalog, NewDesign
-from designflow.dedup import classify_exact
-from designflow.fingerprint import Fingerprint
+from designflow.catalog import Catalog, NewDesign
+from designflow.catalog.database import migrations_dir
+from designflow.images.fingerprint import Fingerprint
+from designflow.ingest.dedup import classify_exact
 
 
 def new_design(user: str, n: int, batch: uuid.UUID | None = None) -> NewDesign:
@@ -25,7 +26,7 @@ def new_design(user: str, n: int, batch: uuid.UUID | None = None) -> NewDesign:
 
 def test_migrations_apply_once(database_url: str) -> None:
     cat = Catalog(database_url)
-    expected = sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))
+    expected = sorted(p.stem for p in migrations_dir().glob("*.sql"))
     assert expected[:2] == ["0001_design_images", "0002_near_duplicates"]
     assert cat.migrate() == expected
     assert cat.migrate() == []
@@ -48,7 +49,7 @@ def test_concurrent_migrations_do_not_collide(database_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(a) for a in applied) == [0, 0, 0, len(list(MIGRATIONS_DIR.glob("*.sql")))]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, len(list(migrations_dir().glob("*.sql")))]
 
 
 def test_schema_has_required_columns_and_indexes(catalog: Catalog) -> None:

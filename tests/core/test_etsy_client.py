@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from designflow.etsy import (
+from designflow.etsy.client import (
     EtsyAuthError,
     EtsyClient,
     EtsyRequestError,
@@ -18,7 +18,7 @@ from designflow.etsy import (
     MemoryTokenStore,
     RetryPolicy,
 )
-from designflow.etsy_stub import EtsyStub
+from designflow.testing.etsy_stub import EtsyStub
 
 LISTING = {
     "title": "Retro sunset cat t-shirt",

@@ -8,7 +8,7 @@ import imagehash
 import pytest
 from PIL import Image
 
-from designflow.fingerprint import (
+from designflow.images.fingerprint import (
     Fingerprint,
     RejectedDesign,
     fingerprint_bytes,
@@ -193,7 +193,7 @@ def test_png_fast_path_reduces_in_strips_exactly(mode: str, size: tuple[int, int
     import imagecodecs
     import numpy as np
 
-    from designflow import fingerprint
+    from designflow.images import fingerprint
 
     rng = np.random.default_rng(size[0] * 7 + size[1])
     pixels = rng.integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)

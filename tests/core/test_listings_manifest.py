@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from designflow.listings import ListingDefaults, ManifestError, listing_for, read_manifest
+from designflow.etsy.listings import ListingDefaults, ManifestError, listing_for, read_manifest
 from designflow.settings import Settings
 
 

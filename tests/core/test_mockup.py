@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from designflow.mockup import (
+from designflow.mockups.render import (
     PreparedDesign,
     TemplateError,
     list_templates,
@@ -18,7 +18,7 @@ from designflow.mockup import (
     render_mockup,
     render_mockup_array,
 )
-from designflow.template_examples import write_example_templates
+from designflow.testing.templates import write_example_templates
 
 SHIPPED = Path(__file__).resolve().parents[2] / "examples" / "templates"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from designflow.nas import (
+from designflow.storage.nas import (
     InvalidUserId,
     LocalNas,
     NasError,

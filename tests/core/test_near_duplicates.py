@@ -9,10 +9,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from designflow.catalog import MIGRATIONS_DIR, Catalog, NewDesign
-from designflow.dedup import classify_near, near_pair, near_queries
-from designflow.fingerprint import fingerprint_design
-from designflow.similarity import (
+from designflow.catalog import Catalog, NewDesign
+from designflow.catalog.database import migrations_dir
+from designflow.images.fingerprint import fingerprint_design
+from designflow.images.similarity import (
     CHUNK_BITS,
     PLAIN,
     NearQuery,
@@ -22,6 +22,7 @@ from designflow.similarity import (
     radius_for,
     signed,
 )
+from designflow.ingest.dedup import classify_near, near_pair, near_queries
 from tests import images
 
 T = 8
@@ -143,7 +144,7 @@ def test_flipped_and_extra_canvas_copies_are_near(tmp_path: Path) -> None:
 
 
 def test_within_batch_near_duplicates() -> None:
-    from designflow.fingerprint import Fingerprint
+    from designflow.images.fingerprint import Fingerprint
 
     def fp(name: str, ph: int) -> Fingerprint:
         return Fingerprint(name, name, name * 64 if len(name) == 1 else "0" * 64, 1, "PNG", 1, 1, ph, 0, 0, 0,
@@ -159,13 +160,13 @@ def test_within_batch_near_duplicates() -> None:
 def test_migration_adds_columns_without_losing_rows_and_backfill(
     database_url: str, tmp_path: Path
 ) -> None:
-    from designflow.backfill import backfill_near_hashes
-    from designflow.nas import LocalNas, design_path
+    from designflow.ops.backfill import backfill_near_hashes
     from designflow.settings import ImageLimits
+    from designflow.storage.nas import LocalNas, design_path
 
     only_first = tmp_path / "m"
     only_first.mkdir()
-    shutil.copy(MIGRATIONS_DIR / "0001_design_images.sql", only_first)
+    shutil.copy(migrations_dir() / "0001_design_images.sql", only_first)
     catalog = Catalog(database_url)
     assert catalog.migrate(only_first) == ["0001_design_images"]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from designflow.catalog import Catalog
-from designflow.etsy import EtsyClient, EtsyTokens, MemoryTokenStore, RetryPolicy
-from designflow.etsy_stub import EtsyStub
-from designflow.listing_catalog import ListingCatalog
-from designflow.nas import LocalNas
-from designflow.publish import publish_design
+from designflow.catalog.listings import ListingCatalog
+from designflow.etsy.client import EtsyClient, EtsyTokens, MemoryTokenStore, RetryPolicy
+from designflow.etsy.publish import publish_design
+from designflow.storage.nas import LocalNas
+from designflow.testing.etsy_stub import EtsyStub
 from tests.core.test_catalog import new_design
 from tests.core.test_etsy_client import LISTING, jpeg
 
@@ -104,10 +104,10 @@ _CHILD = textwrap.dedent(
     """
     import json, sys, time
     from designflow.catalog import Catalog
-    from designflow.etsy import EtsyClient, EtsyTokens, MemoryTokenStore
-    from designflow.listing_catalog import ListingCatalog
-    from designflow.nas import LocalNas
-    from designflow.publish import publish_design
+    from designflow.etsy.client import EtsyClient, EtsyTokens, MemoryTokenStore
+    from designflow.catalog.listings import ListingCatalog
+    from designflow.storage.nas import LocalNas
+    from designflow.etsy.publish import publish_design
     a = json.loads(sys.argv[1])
     store = ListingCatalog(Catalog(a["db"]))
     tokens = MemoryTokenStore(EtsyTokens(a["refresh"], a["access"], time.time() + 3600))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from designflow.nas import design_path
-from designflow.sftp import (
+from designflow.storage.nas import design_path
+from designflow.storage.sftp import (
     HostKeyError,
     NasAuthError,
     SftpCredentials,
@@ -182,7 +182,7 @@ def test_asyncssh_fallback_server_works(tmp_path: Path) -> None:
 
 
 def test_upload_worker_processes(server, tmp_path: Path) -> None:
-    from designflow.sftp import ProcessSftpNas
+    from designflow.storage.sftp import ProcessSftpNas
 
     target = SftpTarget.from_url(server.url)
     creds = SftpCredentials(known_hosts=server.known_hosts, key_file=server.key_file)

@@ -37,7 +37,7 @@ def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     pool = f"pool-{uuid.uuid4().hex[:6]}"
-    from deployments.deploy import deploy_all
+    from designflow.deployments.deploy import deploy_all
 
     deploy_all(pool, concurrency_limit=1)
     worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1")
@@ -88,14 +88,14 @@ def wait_final(run_ids: list[str], timeout: float = 240, workers: tuple = ()) ->
 
 
 def stored_design(background, seed: int) -> int:
-    from flows.upload import upload_designs
+    from designflow.flows.upload import upload_designs
 
     path = images.write_png(Path(background["root"]) / f"d{seed}.png", seed=seed)
     return upload_designs(paths=[str(path)], user_id="bg")["stored"][0]["design_id"]
 
 
 def test_high_priority_run_starts_before_queued_low_ones(background) -> None:
-    from tasks.mockups import trigger_mockup_run
+    from designflow.tasks.mockups import trigger_mockup_run
 
     design = stored_design(background, 800)
     low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
@@ -111,7 +111,7 @@ def test_high_priority_run_starts_before_queued_low_ones(background) -> None:
 
 def test_async_upload_returns_run_id_and_run_completes(background, capsys) -> None:
     from designflow.cli import main
-    from flows.upload import upload_designs
+    from designflow.flows.upload import upload_designs
 
     start_worker(background)
     path = images.write_png(Path(background["root"]) / "async.png", seed=801)
@@ -176,7 +176,7 @@ def test_api_triggered_upload_over_http(background) -> None:
 
 
 def test_two_workers_take_runs_from_one_pool(background) -> None:
-    from tasks.mockups import trigger_mockup_run
+    from designflow.tasks.mockups import trigger_mockup_run
 
     start_worker(background)  # worker-a serves every queue
     second_log = open(Path(background["root"]) / "worker-b.log", "wb")  # noqa: SIM115
@@ -209,10 +209,10 @@ def test_two_workers_take_runs_from_one_pool(background) -> None:
 def test_background_mockup_run_publishes_the_etsy_listing(background) -> None:
     """The async path end to end: upload with a listing manifest -> background mockup run on
     the worker -> draft listing with the mockups on the local Etsy-like server."""
-    from designflow.etsy_stub import EtsyStub
-    from designflow.listing_catalog import ListingCatalog
-    from flows.upload import upload_designs
-    from tasks.blocks import EtsyShopBlock
+    from designflow.catalog.listings import ListingCatalog
+    from designflow.flows.upload import upload_designs
+    from designflow.tasks.blocks import EtsyShopBlock
+    from designflow.testing.etsy_stub import EtsyStub
 
     start_worker(background)
     root = Path(background["root"])

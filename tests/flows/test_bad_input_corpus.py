@@ -6,13 +6,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from designflow import progress
 from designflow.catalog import Catalog
-from flows.upload import upload_designs
+from designflow.flows.upload import upload_designs
+from designflow.ingest import progress
 from tests.bad_inputs import CASES
 from tests.conftest import DesignflowEnv
 
-EXPLICIT = {"path with ../", "absolute path"}  # given one by one, as a caller would
+EXPLICIT = {
+    "path with ../",
+    "absolute path",
+    "symlink to a system file, given by name",
+}  # given one by one, as a caller would
 
 
 def test_every_kind_gets_its_outcome_and_the_batch_goes_on(

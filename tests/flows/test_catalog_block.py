@@ -8,8 +8,8 @@ from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from psycopg.conninfo import conninfo_to_dict
 
 from designflow.catalog import Catalog
-from flows.upload import upload_designs
-from tasks import resources
+from designflow.flows.upload import upload_designs
+from designflow.tasks import resources
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from designflow.catalog import MIGRATIONS_DIR
+from designflow.catalog.database import migrations_dir
 from designflow.cli import main
 from tests import images
 from tests.conftest import DesignflowEnv
@@ -83,7 +83,7 @@ def test_real_process_on_temporary_prefect_server(
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
-    latest = sorted(MIGRATIONS_DIR.glob("*.sql"))[-1].stem
+    latest = sorted(migrations_dir().glob("*.sql"))[-1].stem
     assert f"schema at {latest}" in migrate.stdout
     run = subprocess.run(
         [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", "proc", "--json"],

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from designflow.catalog import Catalog
-from designflow.etsy_stub import EtsyStub
-from designflow.listing_catalog import ListingCatalog
-from flows.publish import publish_listing
-from flows.upload import upload_designs
-from tasks.blocks import EtsyShopBlock
-from tasks.etsy import forget_shops
+from designflow.catalog.listings import ListingCatalog
+from designflow.flows.publish import publish_listing
+from designflow.flows.upload import upload_designs
+from designflow.tasks.blocks import EtsyShopBlock
+from designflow.tasks.etsy import forget_shops
+from designflow.testing.etsy_stub import EtsyStub
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from designflow import progress
 from designflow.catalog import Catalog
-from flows.upload import upload_designs
+from designflow.flows.upload import upload_designs
+from designflow.ingest import progress
 from tests import images
 from tests.conftest import DesignflowEnv
 from tests.sftp_servers import start_sftp_server

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 
 from designflow.catalog import Catalog
-from flows.mockups import generate_mockups
-from flows.upload import upload_designs
+from designflow.flows.mockups import generate_mockups
+from designflow.flows.upload import upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from flows.upload import upload_designs
-from tasks.blocks import SftpNasBlock
+from designflow.flows.upload import upload_designs
+from designflow.tasks.blocks import SftpNasBlock
 from tests import images
 from tests.conftest import DesignflowEnv
 from tests.sftp_servers import start_sftp_server

@@ -9,7 +9,7 @@ from PIL import Image
 
 from designflow.catalog import Catalog
 from designflow.cli import main
-from flows.upload import upload_designs
+from designflow.flows.upload import upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from flows.upload import fingerprint_batch
+from designflow.flows.upload import fingerprint_batch
 from tests import images
 from tests.conftest import DesignflowEnv
 
@@ -22,7 +22,7 @@ from tests.conftest import DesignflowEnv
 def test_dask_runner_gives_the_same_fingerprints_as_threads(
     designflow_env: DesignflowEnv, monkeypatch
 ) -> None:
-    from tasks.runners import fingerprint_task_runner
+    from designflow.tasks.runners import fingerprint_task_runner
 
     paths = [
         str(images.write_png(designflow_env.inputs / f"k{i}.png", seed=1000 + i)) for i in range(4)

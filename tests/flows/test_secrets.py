@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from designflow.flows.upload import UploadIncomplete, upload_designs
 from designflow.settings import Settings
-from flows.upload import UploadIncomplete, upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
 from tests.sftp_servers import start_sftp_server
@@ -91,9 +91,9 @@ def _logs_text(run_ids: list[str]) -> str:
 def test_etsy_credentials_never_leak(designflow_env: DesignflowEnv, monkeypatch, caplog) -> None:
     import time
 
-    from designflow.etsy_stub import EtsyStub
-    from tasks.blocks import EtsyShopBlock
-    from tasks.etsy import forget_shops
+    from designflow.tasks.blocks import EtsyShopBlock
+    from designflow.tasks.etsy import forget_shops
+    from designflow.testing.etsy_stub import EtsyStub
 
     caplog.set_level(logging.DEBUG)
     with EtsyStub(shared_secret="Etsy-Shared-" + uuid.uuid4().hex, per_second=20) as stub:
@@ -132,7 +132,7 @@ def test_etsy_credentials_never_leak(designflow_env: DesignflowEnv, monkeypatch,
         bad.shared_secret = SecretStr("Wrong-Secret-" + uuid.uuid4().hex)
         bad.save(name, overwrite=True)
         secrets.append(bad.shared_secret.get_secret_value())
-        from flows.publish import publish_listing
+        from designflow.flows.publish import publish_listing
 
         ids = [s["design_id"] for s in report["stored"]]
         state = publish_listing(ids, return_state=True)

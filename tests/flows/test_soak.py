@@ -10,9 +10,9 @@ import statistics
 import numpy as np
 from PIL import Image
 
-from designflow import progress
 from designflow.catalog import Catalog
-from flows.upload import upload_designs
+from designflow.flows.upload import upload_designs
+from designflow.ingest import progress
 from tests.sftp_servers import start_sftp_server
 
 

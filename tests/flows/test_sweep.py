@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from designflow.catalog import Catalog
-from designflow.inbox import sweep_lock
-from flows.sweep import sweep_inbox
-from flows.upload import upload_designs
+from designflow.flows.sweep import sweep_inbox
+from designflow.flows.upload import upload_designs
+from designflow.ingest.inbox import sweep_lock
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from designflow.catalog import Catalog
-from flows.upload import UploadIncomplete, upload_designs
+from designflow.flows.upload import UploadIncomplete, upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from designflow.catalog import Catalog
-from flows.upload import upload_designs
+from designflow.flows.upload import upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
 

@@ -1,0 +1,360 @@
+"""Designs in the catalog: lookups by content, the batch insert, near-duplicate search,
+upkeep. A thin repository: it only talks to the database; every statement is
+parameterised; each batch is one round trip for the lookup and one transaction for the
+insert."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from designflow.catalog.database import Database
+from designflow.images.similarity import TRIMMED, NearMatch, NearQuery, radius_for
+
+
+@dataclass(frozen=True)
+class ExistingDesign:
+    id: int
+    sha256: str
+    nas_path: str
+    flow_run_id: uuid.UUID | None = None
+    batch_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewDesign:
+    user_id: str
+    sha256: str
+    phash: int
+    ahash: int
+    dhash: int
+    whash: int
+    width: int
+    height: int
+    bytes: int
+    format: str
+    original_name: str
+    nas_path: str
+    batch_id: uuid.UUID
+    flow_run_id: uuid.UUID | None
+    nd_phash: int = 0
+    nd_dhash: int = 0
+    # Stored although it is a near duplicate (--allow-near-duplicates): of which design,
+    # or of which sha256 in the same batch (resolved to an id in the same transaction).
+    near_duplicate_of: int | None = None
+    near_duplicate_of_sha256: str | None = None
+    near_distance: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    inserted: dict[str, int]  # sha256 -> new design id
+    # Rows another run inserted first (same user, same sha256): sha256 -> existing design.
+    already_present: dict[str, ExistingDesign]
+
+
+class DesignRepository(Database):
+    def find_by_sha256(self, user_id: str, sha256s: Sequence[str]) -> dict[str, ExistingDesign]:
+        """The user's designs with any of these contents, one query for the whole batch."""
+        if not sha256s:
+            return {}
+        with self.connect() as conn:
+            return _by_sha256(conn, user_id, sha256s)
+
+    def count_designs(self, user_id: str, active_only: bool = True) -> int:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM design_images WHERE user_id = %s AND (is_active OR NOT %s)",
+                (user_id, active_only),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def designs_of_user(self, user_id: str) -> list[dict[str, object]]:
+        with self.connect() as conn:
+            cur = conn.execute(
+                "SELECT id, sha256, nas_path, original_name, width, height, bytes, format,"
+                " phash, batch_id, flow_run_id, is_active FROM design_images"
+                " WHERE user_id = %s ORDER BY id",
+                (user_id,),
+            )
+            names = [d.name for d in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def record_designs(self, designs: Sequence[NewDesign]) -> RecordResult:
+        """Insert a batch in one transaction with one set-based statement.
+
+        `ON CONFLICT DO NOTHING` makes a re-run or a concurrent run of the same upload safe:
+        the loser gets the winner's row back as `already_present` instead of an error.
+        """
+        if not designs:
+            return RecordResult({}, {})
+        if len({d.user_id for d in designs}) != 1:
+            raise ValueError("a batch belongs to exactly one user")
+        cols = list(zip(*(_row(d) for d in designs), strict=True))
+        with self.connect() as conn, conn.transaction():
+            inserted_rows = conn.execute(
+                """
+                INSERT INTO design_images (user_id, sha256, phash, ahash, dhash, whash, width,
+                    height, bytes, format, original_name, nas_path, batch_id, flow_run_id,
+                    nd_phash, nd_dhash, near_duplicate_of, near_distance, nd_version)
+                SELECT *, 1 FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],
+                    %s::bigint[], %s::bigint[], %s::integer[], %s::integer[], %s::bigint[],
+                    %s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[],
+                    %s::bigint[], %s::bigint[], %s::bigint[], %s::integer[])
+                ON CONFLICT (user_id, sha256) DO NOTHING
+                RETURNING id, sha256
+                """,
+                [list(c) for c in cols],
+            ).fetchall()
+            inserted = {sha: id_ for id_, sha in inserted_rows}
+            in_batch_near = [
+                d for d in designs if d.near_duplicate_of_sha256 and d.sha256 in inserted
+            ]
+            if in_batch_near:
+                conn.execute(
+                    """
+                    UPDATE design_images AS d SET near_duplicate_of = o.id
+                    FROM unnest(%s::text[], %s::text[]) AS pair(copy_sha, original_sha)
+                    JOIN design_images AS o ON o.user_id = %s AND o.sha256 = pair.original_sha
+                    WHERE d.user_id = %s AND d.sha256 = pair.copy_sha
+                    """,
+                    (
+                        [d.sha256 for d in in_batch_near],
+                        [d.near_duplicate_of_sha256 for d in in_batch_near],
+                        designs[0].user_id,
+                        designs[0].user_id,
+                    ),
+                )
+            missing = [d for d in designs if d.sha256 not in inserted]
+            already: dict[str, ExistingDesign] = {}
+            if missing:
+                already = _by_sha256(conn, missing[0].user_id, [d.sha256 for d in missing])
+            _analyze_if_never(conn)
+        return RecordResult(inserted, already)
+
+    def copy_designs(self, designs: Iterable[NewDesign]) -> int:
+        """Bulk load with COPY (~3x the rows/s of INSERT): imports and benchmarks. No
+        conflict handling: the caller loads rows it knows are new."""
+        count = 0
+        with self.connect() as conn, conn.transaction():
+            with conn.cursor().copy(
+                "COPY design_images (user_id, sha256, phash, ahash, dhash, whash, width, height,"
+                " bytes, format, original_name, nas_path, batch_id, flow_run_id, nd_phash,"
+                " nd_dhash, near_duplicate_of, near_distance, nd_version) FROM STDIN"
+            ) as copy:
+                for d in designs:
+                    copy.write_row((*_row(d), 1))
+                    count += 1
+            _analyze_if_never(conn)
+        return count
+
+    def find_near(
+        self, user_id: str, queries: Sequence[NearQuery], distance: int
+    ) -> list[NearMatch]:
+        """Every active design of the user within `distance` bits of phash of any query,
+        in one statement for the whole batch (multi-index hashing, see similarity.py).
+
+        The probe values (each query chunk XOR every mask of up to `radius` bits) are made
+        inside PostgreSQL, so the statement carries only the queries themselves."""
+        if not queries:
+            return []
+        radius = radius_for(distance)
+        if radius > 3:
+            raise ValueError(f"near-duplicate distance {distance} is too large (at most 11)")
+        query = sql.SQL("""
+            WITH queries AS (
+                SELECT * FROM unnest(%(qi)s::int[], %(qk)s::int[], %(qp)s::bigint[], %(qd)s::bigint[])
+                    AS q(q, kind, ph, dh)
+            ), parts(part, bits) AS (VALUES (0, 21), (1, 21), (2, 22)),
+            bit_positions AS (
+                SELECT part, bits, i FROM parts, generate_series(0, bits - 1) AS i
+            ), masks AS (
+                SELECT part, 0 AS mask FROM parts
+                UNION ALL
+                SELECT part, 1 << i FROM bit_positions WHERE %(radius)s >= 1
+                UNION ALL
+                SELECT a.part, (1 << a.i) | (1 << b.i) FROM bit_positions a
+                JOIN bit_positions b ON b.part = a.part AND b.i > a.i WHERE %(radius)s >= 2
+                UNION ALL
+                SELECT a.part, (1 << a.i) | (1 << b.i) | (1 << c.i) FROM bit_positions a
+                JOIN bit_positions b ON b.part = a.part AND b.i > a.i
+                JOIN bit_positions c ON c.part = a.part AND c.i > b.i WHERE %(radius)s >= 3
+            ), probes AS MATERIALIZED (
+                SELECT q.q, q.kind, m.part, (CASE m.part
+                        WHEN 0 THEN ((q.ph >> 43) & 2097151)::int
+                        WHEN 1 THEN ((q.ph >> 22) & 2097151)::int
+                        ELSE (q.ph & 4194303)::int END) # m.mask AS val
+                FROM queries q CROSS JOIN masks m
+            ), candidates AS (
+{candidates}
+            ), verified AS (
+                -- A design found through two chunks appears twice: DISTINCT after the
+                -- verification, which leaves only the few real matches to sort.
+                SELECT DISTINCT c.q, c.id,
+                       bit_count((c.h # q.ph)::bit(64))::int AS pd,
+                       bit_count((c.dh # q.dh)::bit(64))::int AS dd
+                FROM candidates c JOIN queries q USING (q)
+                WHERE bit_count((c.h # q.ph)::bit(64)) <= %(dist)s
+            )
+            SELECT v.q, v.id, v.pd, v.dd, d.nas_path
+            FROM verified v JOIN design_images d ON d.id = v.id
+        """).format(candidates=_CANDIDATES)
+        params = {
+            "user": user_id,
+            "qi": list(range(len(queries))),
+            "qk": [0 if q.kind == TRIMMED else 1 for q in queries],
+            "qp": [q.phash for q in queries],
+            "qd": [q.dhash for q in queries],
+            "dist": distance,
+            "radius": radius,
+        }
+        with self.connect() as conn, conn.transaction():
+            # The planner cannot see how many probes the CTE makes (it guesses ~27 per chunk
+            # for ~9,000): on a small history it joined every probe against a scan of the
+            # user's designs, 4.1 s for a batch of 20 against 500 designs (measured). With
+            # LATERAL and no sequential scans it is one index lookup per probe at any size.
+            conn.execute("SET LOCAL enable_seqscan = off")
+            rows = conn.execute(query, params).fetchall()
+        return [
+            NearMatch(
+                key=queries[q].key,
+                design_id=id_,
+                distance=pd,
+                confirm=pd + dd,
+                flipped=queries[q].flipped,
+                nas_path=path,
+            )
+            for q, id_, pd, dd, path in rows
+        ]
+
+    def full_scan_near(
+        self, user_id: str, phash: int, distance: int, kind: str = TRIMMED
+    ) -> list[tuple[int, int]]:
+        """Reference answer: (design id, distance) by scanning every active design."""
+        sql = (
+            "SELECT id, bit_count((nd_phash # %s)::bit(64))::int FROM design_images"
+            " WHERE user_id = %s AND is_active AND bit_count((nd_phash # %s)::bit(64)) <= %s"
+            if kind == TRIMMED
+            else "SELECT id, bit_count((phash # %s)::bit(64))::int FROM design_images"
+            " WHERE user_id = %s AND is_active AND bit_count((phash # %s)::bit(64)) <= %s"
+        )
+        with self.connect() as conn:
+            rows = conn.execute(sql, (phash, user_id, phash, distance)).fetchall()
+        return sorted((r[0], r[1]) for r in rows)
+
+    def rows_to_backfill(self, limit: int = 500) -> list[tuple[int, str, str]]:
+        with self.connect() as conn:
+            return [
+                (r[0], r[1], r[2])
+                for r in conn.execute(
+                    "SELECT id, user_id, nas_path FROM design_images WHERE nd_version = 0"
+                    " ORDER BY id LIMIT %s",
+                    (limit,),
+                ).fetchall()
+            ]
+
+    def set_near_hashes(self, updates: Sequence[tuple[int, int, int]]) -> int:
+        """(design id, nd_phash, nd_dhash) for rows recomputed from their files."""
+        if not updates:
+            return 0
+        ids, ph, dh = (list(c) for c in zip(*updates, strict=True))
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute(
+                """
+                UPDATE design_images AS d SET nd_phash = u.ph, nd_dhash = u.dh, nd_version = 1
+                FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS u(id, ph, dh)
+                WHERE d.id = u.id
+                """,
+                (ids, ph, dh),
+            )
+            return cur.rowcount
+
+    def designs_by_id(self, design_ids: Sequence[int]) -> dict[int, dict[str, object]]:
+        with self.connect() as conn:
+            cur = conn.execute(
+                "SELECT id, user_id, sha256, nas_path, format FROM design_images WHERE id = ANY(%s)",
+                (list(design_ids),),
+            )
+            names = [d.name for d in cur.description or []]
+            return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+    def users(self) -> list[str]:
+        with self.connect() as conn:
+            return [
+                r[0] for r in conn.execute("SELECT DISTINCT user_id FROM design_images ORDER BY 1")
+            ]
+
+    def mark_missing(self, user_id: str, design_ids: Sequence[int]) -> list[int]:
+        with self.connect() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE design_images SET is_active = false, missing_since = now()"
+                " WHERE user_id = %s AND id = ANY(%s) RETURNING id",
+                (user_id, list(design_ids)),
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def deactivate(self, user_id: str, design_ids: Sequence[int]) -> int:
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute(
+                "UPDATE design_images SET is_active = false WHERE user_id = %s AND id = ANY(%s)",
+                (user_id, list(design_ids)),
+            )
+            return cur.rowcount
+
+
+# One branch per chunk index: (chunk column, hash column, dhash column, query kind, part).
+_CHUNK_BRANCHES = (
+    ("nd0", "nd_phash", "nd_dhash", 0, 0), ("nd1", "nd_phash", "nd_dhash", 0, 1),
+    ("nd2", "nd_phash", "nd_dhash", 0, 2), ("ph0", "phash", "dhash", 1, 0),
+    ("ph1", "phash", "dhash", 1, 1), ("ph2", "phash", "dhash", 1, 2),
+)  # fmt: skip
+# LATERAL with OFFSET 0 (not flattened into a join the planner could turn around): one
+# index lookup per probe, whatever the planner guesses. Names are constants, quoted by psycopg.
+_CANDIDATES = sql.SQL("\n                UNION ALL\n").join(
+    sql.SQL("""
+                SELECT p.q, d.id, d.h, d.dh FROM probes p CROSS JOIN LATERAL (
+                    SELECT id, {h} AS h, {dh} AS dh FROM design_images
+                    WHERE user_id = %(user)s AND is_active AND {chunk} = p.val OFFSET 0) d
+                WHERE p.kind = {kind} AND p.part = {part}""").format(
+        chunk=sql.Identifier(chunk),
+        h=sql.Identifier(h),
+        dh=sql.Identifier(dh),
+        kind=sql.Literal(kind),
+        part=sql.Literal(part),
+    )
+    for chunk, h, dh, kind, part in _CHUNK_BRANCHES
+)
+
+
+def _analyze_if_never(conn: psycopg.Connection) -> None:
+    """Planner statistics for a table that has none yet (a new catalog: autovacuum takes up
+    to a minute to come by). Without them the near-duplicate lookups of the first batches
+    scanned the user's designs once per probe (2.1 s against 500 designs, then 45 ms)."""
+    row = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = 'design_images'::regclass"
+    ).fetchone()
+    if row is not None and row[0] < 0:
+        conn.execute("ANALYZE design_images")
+
+
+def _by_sha256(
+    conn: psycopg.Connection, user_id: str, sha256s: Sequence[str]
+) -> dict[str, ExistingDesign]:
+    rows = conn.execute(
+        "SELECT id, sha256, nas_path, flow_run_id, batch_id FROM design_images"
+        " WHERE user_id = %s AND sha256 = ANY(%s)",
+        (user_id, list(sha256s)),
+    ).fetchall()
+    return {row[1]: ExistingDesign(*row) for row in rows}
+
+
+def _row(d: NewDesign) -> tuple[object, ...]:
+    return (
+        d.user_id, d.sha256, d.phash, d.ahash, d.dhash, d.whash, d.width, d.height, d.bytes,
+        d.format, d.original_name, d.nas_path, d.batch_id, d.flow_run_id,
+        d.nd_phash, d.nd_dhash, d.near_duplicate_of, d.near_distance,
+    )  # fmt: skip

@@ -1,0 +1,32 @@
+"""The `designflow` command: a front end like the Prefect UI, on typer and rich (Prefect's
+own CLI stack). One module per command group; flows are imported inside the commands that
+run them, so `designflow --help` and `designflow fingerprint` never start a Prefect server.
+
+Exit codes: 0 done, 1 the work failed (a failed run, rejected files for `fingerprint`,
+problems found by `verify`), 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import typer
+from typer.exceptions import TyperException
+
+from designflow.cli import catalog, etsy, runs, templates, upload  # noqa: F401  (registers)
+from designflow.cli.app import app, err
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(argv) if argv is not None else None
+    try:
+        code = app(args=args, standalone_mode=False, prog_name="designflow")
+    except TyperException as exc:  # a usage error: the message (or help) and exit code 2
+        exc.show()
+        return int(getattr(exc, "exit_code", 2))
+    except typer.Exit as exc:  # --help
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted")
+        return 130
+    return int(code or 0)

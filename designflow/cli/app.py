@@ -1,0 +1,53 @@
+"""The typer application every command module adds its commands to."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="designflow",
+    help="Design files from upload to store: fingerprint, dedup, NAS, catalog, mockups, Etsy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+# Logs and messages go to stderr; stdout carries only what a script reads (--json).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def out(line: str = "") -> None:
+    """One line of plain output on stdout (no markup, no wrapping). A file name that is not
+    valid UTF-8 is shown with its undecodable bytes as \\xff escapes, never an error."""
+    safe = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    sys.stdout.write(safe + "\n")
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> int:
+    """A usage or run error: 'designflow: <message>' on stderr, and the exit code."""
+    sys.stderr.write(f"designflow: {message}\n")
+    return code
+
+
+_watchdog = None
+
+
+def guard_children() -> None:
+    """Commands that start child processes (Prefect's temporary server, upload workers)
+    start a watchdog that ends them if this process is killed (designflow.ops.watchdog)."""
+    global _watchdog
+    if _watchdog is None:
+        from designflow.ops import watchdog
+
+        _watchdog = watchdog.start()

@@ -1,0 +1,108 @@
+"""Turn what the seller pointed at into design files, and the files into batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from designflow.images.fingerprint import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class CandidateFile:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UnusablePath:
+    path: str
+    reason: str
+
+
+def collect_design_files(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[list[CandidateFile], list[UnusablePath]]:
+    """Files named directly are taken whatever their extension (decoding decides); folders
+    are walked recursively for image extensions, skipping hidden entries. Paths that cannot
+    be used are returned with the reason instead of stopping the upload."""
+    files: list[CandidateFile] = []
+    unusable: list[UnusablePath] = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            if path.is_dir():
+                found, problems = _walk_folder(path)
+                if not found and not problems:
+                    unusable.append(UnusablePath(str(path), "folder contains no design files"))
+                files.extend(found)
+                unusable.extend(problems)
+            elif path.exists():
+                files.append(CandidateFile(str(path), _size(path)))
+            else:
+                unusable.append(UnusablePath(str(path), "no such file or folder"))
+        except PermissionError:
+            unusable.append(UnusablePath(str(path), "cannot read: permission denied"))
+    return files, unusable
+
+
+def _walk_folder(folder: Path) -> tuple[list[CandidateFile], list[UnusablePath]]:
+    found: list[CandidateFile] = []
+    problems: list[UnusablePath] = []
+
+    def on_error(exc: OSError) -> None:
+        problems.append(
+            UnusablePath(str(exc.filename or folder), f"cannot list folder: {exc.strerror}")
+        )
+
+    inside = folder.resolve()
+    for root, dirs, names in os.walk(folder, onerror=on_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            full = Path(root) / name
+            if full.is_symlink() and not full.resolve().is_relative_to(inside):
+                # A folder upload takes what is in the folder; a link out of it could read
+                # any file the worker can (another seller's, the worker's own).
+                problems.append(
+                    UnusablePath(
+                        str(full), f"symbolic link to a file outside {folder}: not followed"
+                    )
+                )
+                continue
+            found.append(CandidateFile(str(full), _size(full)))
+    return found, problems
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the fingerprint step reports why it cannot be read
+
+
+def plan_batches(
+    files: Sequence[CandidateFile], max_bytes: int, max_images: int
+) -> list[list[CandidateFile]]:
+    """Consecutive batches of at most `max_images` files and `max_bytes` bytes, in input
+    order. A single file larger than `max_bytes` travels alone rather than being refused
+    here: the size cap is the fingerprint step's business."""
+    if max_bytes <= 0 or max_images <= 0:
+        raise ValueError("batch limits must be positive")
+    batches: list[list[CandidateFile]] = []
+    current: list[CandidateFile] = []
+    current_bytes = 0
+    for item in files:
+        too_many = len(current) >= max_images
+        too_big = current and current_bytes + item.size > max_bytes
+        if too_many or too_big:
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += item.size
+    if current:
+        batches.append(current)
+    return batches

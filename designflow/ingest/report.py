@@ -1,0 +1,148 @@
+"""What an upload did, file by file: the shape of `designflow upload --json`.
+
+Other tools read this report; the top-level fields `flow_run_id`, `stored`, `duplicates` and
+`rejected`, and the fields inside each entry, are kept stable. New fields may be added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+DuplicateKind = Literal["exact", "in-batch", "near"]
+
+
+@dataclass(frozen=True)
+class StoredDesign:
+    file: str
+    design_id: int
+    sha256: str
+    nas_path: str
+    # Only with --allow-near-duplicates: the design this one resembles, and how closely.
+    near_duplicate_of: int | None = None
+    distance: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.near_duplicate_of is None:
+            del out["near_duplicate_of"], out["distance"]
+        return out
+
+
+@dataclass(frozen=True)
+class DuplicateDesign:
+    file: str
+    duplicate_of: int  # id of the design already in the catalog (or stored by this upload)
+    distance: int  # Hamming distance of the phash; 0 for exact and in-batch copies
+    kind: DuplicateKind
+    nas_path: str = ""  # where the matched design lives
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A good file that could not be stored this time (NAS or catalog unavailable after
+    retries). Nothing was recorded for it; uploading it again completes it."""
+
+    file: str
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    batch_index: int
+    batch_id: str
+    stored: list[StoredDesign] = field(default_factory=list)
+    duplicates: list[DuplicateDesign] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def files(self) -> int:
+        return len(self.stored) + len(self.duplicates) + len(self.rejected) + len(self.failed)
+
+
+@dataclass
+class UploadReport:
+    flow_run_id: str | None
+    user_id: str
+    stored: list[StoredDesign] = field(default_factory=list)
+    duplicates: list[DuplicateDesign] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    batches: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    # Mockups: background runs enqueued (async mode) or mockups made inline (sync mode).
+    mockup_runs: list[dict[str, Any]] = field(default_factory=list)
+    mockups: list[dict[str, Any]] = field(default_factory=list)
+    mockup_error: str | None = None
+    # Etsy draft listings published inline (sync mockups); async runs report them themselves.
+    listings: list[dict[str, Any]] = field(default_factory=list)
+    listing_skipped: str | None = None
+
+    def add_batch(self, batch: BatchReport) -> None:
+        self.stored.extend(batch.stored)
+        self.duplicates.extend(batch.duplicates)
+        self.rejected.extend(batch.rejected)
+        self.failed.extend(batch.failed)
+        self.batches += 1
+        for stage, ms in batch.timings_ms.items():
+            self.timings_ms[stage] = round(self.timings_ms.get(stage, 0.0) + ms, 1)
+
+    def summary_line(self) -> str:
+        return (
+            f"{len(self.stored)} stored, {len(self.duplicates)} duplicates, "
+            f"{len(self.rejected)} rejected, {len(self.failed)} failed"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flow_run_id": self.flow_run_id,
+            "user_id": self.user_id,
+            "stored": [s.as_dict() for s in self.stored],
+            "duplicates": [asdict(d) for d in self.duplicates],
+            "rejected": [asdict(r) for r in self.rejected],
+            "failed": [asdict(f) for f in self.failed],
+            "batches": self.batches,
+            "timings_ms": self.timings_ms,
+            "mockup_runs": self.mockup_runs,
+            "mockups": self.mockups,
+            "mockup_error": self.mockup_error,
+            "listings": self.listings,
+            "listing_skipped": self.listing_skipped,
+            "counts": {
+                "stored": len(self.stored),
+                "duplicates": len(self.duplicates),
+                "rejected": len(self.rejected),
+                "failed": len(self.failed),
+            },
+        }
+
+    def outcome_rows(self) -> list[dict[str, Any]]:
+        """One row per file, for the table artifact and the terminal summary."""
+        rows: list[dict[str, Any]] = []
+        for s in self.stored:
+            detail = (
+                ""
+                if s.near_duplicate_of is None
+                else f"near duplicate of {s.near_duplicate_of} (distance {s.distance})"
+            )
+            rows.append({"file": s.file, "outcome": "stored", "design_id": s.design_id,
+                         "nas_path": s.nas_path, "detail": detail})  # fmt: skip
+        for d in self.duplicates:
+            rows.append({"file": d.file, "outcome": f"duplicate ({d.kind})",
+                         "design_id": d.duplicate_of, "nas_path": d.nas_path,
+                         "detail": f"distance {d.distance}"})  # fmt: skip
+        for r in self.rejected:
+            rows.append({"file": r.file, "outcome": "rejected", "design_id": None,
+                         "nas_path": "", "detail": r.reason})  # fmt: skip
+        for f in self.failed:
+            rows.append({"file": f.file, "outcome": "failed", "design_id": None,
+                         "nas_path": "", "detail": f.reason})  # fmt: skip
+        return rows

@@ -1,0 +1,298 @@
+"""The ingest service: the fate of every file of one batch, decided without Prefect.
+
+The flow feeds it the answers of each step (fingerprints, the catalog's exact and near
+matches, each NAS upload's outcome, the insert's result) and asks what to do next; the
+service keeps the books. Every file ends in exactly one list of the batch report:
+
+    stored       on the NAS and in the catalog (our own insert seen again on a retry too)
+    duplicates   exact (in the catalog), in-batch (same bytes earlier in the upload),
+                 near (looks like an active design); a concurrent upload that won the
+                 race to insert the same bytes makes ours an exact duplicate of its design
+    rejected     bad input: undecodable, too large, changed after fingerprinting
+    failed       a good file the NAS or the catalog could not take after retries; a copy
+                 or near twin of a file that was not stored shares its fate
+
+A step that fails (catalog unavailable) fails every file whose fate is still open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from designflow.catalog import ExistingDesign, NewDesign, RecordResult
+from designflow.images.fingerprint import Fingerprint
+from designflow.images.similarity import NearMatch, NearQuery
+from designflow.ingest.dedup import classify_exact, classify_near, near_queries
+from designflow.ingest.report import (
+    BatchReport,
+    DuplicateDesign,
+    FailedFile,
+    RejectedFile,
+    StoredDesign,
+)
+from designflow.storage.nas import SourceChangedError, design_path
+
+
+def stored_name(name: str) -> str:
+    """A file name as the catalog keeps it. A name that is not valid UTF-8 (bytes such as
+    0xff 0xfe, which Python carries as surrogate escapes) cannot be stored in a text column;
+    its undecodable bytes are written as \\xff escapes instead (readable, and the escape
+    text says which bytes they were)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def new_design_row(
+    fp: Fingerprint,
+    user_id: str,
+    batch_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    near: NearOf | None = None,
+) -> NewDesign:
+    """The catalog row of a fingerprinted file that is on the NAS."""
+    return NewDesign(
+        user_id=user_id, sha256=fp.sha256, phash=fp.phash, ahash=fp.ahash, dhash=fp.dhash,
+        whash=fp.whash, width=fp.width, height=fp.height, bytes=fp.bytes, format=fp.format,
+        original_name=stored_name(fp.name), nas_path=design_path(user_id, fp.sha256, fp.extension),
+        batch_id=batch_id, flow_run_id=run_id, nd_phash=fp.nd_phash, nd_dhash=fp.nd_dhash,
+        near_duplicate_of=near.design_id if near else None,
+        near_duplicate_of_sha256=near.twin_sha256 if near else None,
+        near_distance=near.distance if near else None,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NearOf:
+    """A design stored although it resembles another (allow_near_duplicates): an existing
+    design, or a file stored by the same batch (resolved to its id in the insert)."""
+
+    design_id: int | None
+    twin_sha256: str | None
+    distance: int
+
+
+@dataclass(frozen=True)
+class NasUpload:
+    """One file to put on the NAS at its content address."""
+
+    fingerprint: Fingerprint
+    dest: str
+
+    @property
+    def source(self) -> str:
+        return self.fingerprint.path
+
+    @property
+    def sha256(self) -> str:
+        return self.fingerprint.sha256
+
+
+class BatchIngest:
+    def __init__(
+        self,
+        user_id: str,
+        upload_run_id: str | None,
+        batch_index: int = 1,
+        allow_near_duplicates: bool = False,
+        near_distance: int = 8,
+        near_confirm: int = 26,
+        log: Callable[[str], None] = lambda message: None,
+        batch_id: uuid.UUID | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.run_id = uuid.UUID(upload_run_id) if upload_run_id else None
+        self.batch_id = batch_id or uuid.uuid4()
+        self.allow_near = allow_near_duplicates
+        self.distance, self.confirm = near_distance, near_confirm
+        self.log = log
+        self.report = BatchReport(batch_index=batch_index, batch_id=str(self.batch_id))
+        self._fingerprints: list[Fingerprint] = []
+        self._pending: dict[str, str] = {}  # path -> why it waits (files with no fate yet)
+        self._in_batch: list[tuple[Fingerprint, Fingerprint]] = []
+        self._near_in_batch: list[tuple[Fingerprint, Fingerprint, int]] = []
+        self._near_of: dict[str, NearOf] = {}
+        self._to_store: list[Fingerprint] = []
+        self._on_nas: list[Fingerprint] = []
+        self._clock = time.perf_counter()
+        self._fingerprint_ms: float | None = None
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def fingerprinted(
+        self, results: Sequence[Fingerprint | RejectedFile], waited_ms: float | None = None
+    ) -> list[str]:
+        """The batch's fingerprints (or rejections); returns the sha256s to look up.
+        `waited_ms`: fingerprints computed ahead, the time the batch still waited for them."""
+        self._fingerprints = [r for r in results if isinstance(r, Fingerprint)]
+        self.report.rejected.extend(r for r in results if isinstance(r, RejectedFile))
+        self._pending = {fp.path: "fingerprinted" for fp in self._fingerprints}
+        self._fingerprint_ms = waited_ms if waited_ms is not None else self._lap()
+        self._clock = time.perf_counter()
+        self.log(
+            f"fingerprinted {len(self._fingerprints)} file(s), {len(self.report.rejected)} rejected"
+        )
+        return sorted({fp.sha256 for fp in self._fingerprints})
+
+    def known(self, existing: dict[str, ExistingDesign]) -> list[NearQuery]:
+        """The catalog's designs with these sha256s: exact and in-batch duplicates are
+        settled; returns the near-duplicate queries for the rest."""
+        dedup = classify_exact(self._fingerprints, existing, self.run_id)
+        for fp, match in dedup.exact:
+            self._settle_duplicate(fp, match.id, 0, "exact", match.nas_path)
+        for fp, match in dedup.earlier_batch:
+            self._settle_duplicate(fp, match.id, 0, "in-batch", match.nas_path)
+        self._in_batch = dedup.in_batch
+        self._to_store = dedup.to_store
+        return near_queries(self._to_store)
+
+    def near(self, matches: Sequence[NearMatch]) -> list[NasUpload]:
+        """The user's designs that resemble the new ones; returns what to put on the NAS."""
+        near = classify_near(self._to_store, matches, self.distance, self.confirm)
+        if self.allow_near:
+            to_store = list(self._to_store)
+            self._near_of.update(
+                {fp.sha256: NearOf(m.design_id, None, m.distance) for fp, m in near.near}
+            )
+            self._near_of.update(
+                {fp.sha256: NearOf(None, twin.sha256, d) for fp, twin, d in near.in_batch}
+            )
+        else:
+            to_store = near.to_store
+            for fp, m in near.near:
+                self._settle_duplicate(fp, m.design_id, m.distance, "near", m.nas_path)
+            self._near_in_batch = near.in_batch
+        self._to_store = to_store
+        self._dedup_ms = self._lap()
+        self.log(
+            f"{len(to_store)} new, {len(self.report.duplicates)} duplicate(s) so far, "
+            f"{len(self._in_batch)} in-batch copies, {len(near.near) + len(near.in_batch)} "
+            f"near duplicate(s){' (stored anyway)' if self.allow_near else ''}"
+        )
+        return [
+            NasUpload(fp, design_path(self.user_id, fp.sha256, fp.extension)) for fp in to_store
+        ]
+
+    def uploaded(self, upload: NasUpload, error: BaseException | None, reason: str = "") -> None:
+        """One NAS upload's outcome: None when the file is on the NAS. A file that changed
+        after it was fingerprinted is bad input (rejected); anything else failed."""
+        fp = upload.fingerprint
+        if error is None:
+            self._on_nas.append(fp)
+            return
+        self._pending.pop(fp.path, None)
+        if isinstance(error, SourceChangedError):
+            self.report.rejected.append(RejectedFile(fp.path, str(error).split(": ", 1)[-1]))
+        else:
+            reason = reason or f"{type(error).__name__}: {error}"
+            self.report.failed.append(
+                FailedFile(fp.path, f"NAS upload failed after retries: {reason}")
+            )
+
+    def rows(self) -> list[NewDesign]:
+        """Catalog rows for the files already on the NAS (a row never points at a missing
+        file)."""
+        self._nas_ms = self._lap()
+        return [
+            new_design_row(
+                fp, self.user_id, self.batch_id, self.run_id, self._near_of.get(fp.sha256)
+            )
+            for fp in self._on_nas
+        ]
+
+    def recorded(self, result: RecordResult) -> BatchReport:
+        """The insert's result settles the rest of the batch."""
+        out = self.report
+        for fp in self._on_nas:
+            self._pending.pop(fp.path, None)
+            if fp.sha256 in result.inserted:
+                dest = design_path(self.user_id, fp.sha256, fp.extension)
+                out.stored.append(
+                    StoredDesign(fp.path, result.inserted[fp.sha256], fp.sha256, dest)
+                )
+                continue
+            match = result.already_present[fp.sha256]
+            if match.batch_id == self.batch_id:  # our own insert, committed before a retry
+                out.stored.append(StoredDesign(fp.path, match.id, fp.sha256, match.nas_path))
+            else:  # a concurrent upload of the same content won the race
+                self._settle_duplicate(fp, match.id, 0, "exact", match.nas_path)
+        stored = {s.sha256: s for s in out.stored}
+        for copy, original in self._in_batch:
+            self._follow(
+                copy, original, stored.get(original.sha256), 0, "in-batch", "same content as"
+            )
+        for copy, original, d in self._near_in_batch:
+            self._follow(copy, original, stored.get(original.sha256), d, "near", "resembles")
+        if self.allow_near:
+            ids = {s.sha256: s.design_id for s in out.stored}
+            out.stored = [self._with_near(s, ids) for s in out.stored]
+        return self.finish()
+
+    def unavailable(self, reason: str) -> BatchReport:
+        """A catalog step failed after its retries: every file without a fate fails with
+        the reason (the files already on the NAS are recorded by a re-run, or adopted by
+        `designflow verify --repair`)."""
+        for path in list(self._pending):
+            self.report.failed.append(FailedFile(path, reason))
+        self._pending.clear()
+        return self.finish()
+
+    def finish(self) -> BatchReport:
+        timings = {
+            "fingerprint": self._fingerprint_ms or 0.0,
+            "dedup": getattr(self, "_dedup_ms", 0.0),
+            "nas": getattr(self, "_nas_ms", 0.0),
+            "insert": self._lap(),
+        }
+        self.report.timings_ms = timings
+        self.log(
+            f"recorded {len(self.report.stored)} design(s); fingerprint {timings['fingerprint']:.0f} ms, "
+            f"dedup {timings['dedup']:.0f} ms, NAS {timings['nas']:.0f} ms, insert {timings['insert']:.0f} ms"
+        )
+        return self.report
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _lap(self) -> float:
+        now = time.perf_counter()
+        elapsed, self._clock = round((now - self._clock) * 1000, 1), now
+        return elapsed
+
+    def _settle_duplicate(
+        self, fp: Fingerprint, of: int, distance: int, kind: str, nas_path: str
+    ) -> None:
+        self._pending.pop(fp.path, None)
+        self.report.duplicates.append(DuplicateDesign(fp.path, of, distance, kind, nas_path))  # type: ignore[arg-type]
+
+    def _follow(
+        self,
+        copy: Fingerprint,
+        original: Fingerprint,
+        twin: StoredDesign | None,
+        distance: int,
+        kind: str,
+        relation: str,
+    ) -> None:
+        """A copy (or near twin) of another file of the batch shares that file's fate."""
+        if twin is not None:
+            self._settle_duplicate(copy, twin.design_id, distance, kind, twin.nas_path)
+            return
+        self._pending.pop(copy.path, None)
+        self.report.failed.append(
+            FailedFile(copy.path, f"{relation} {original.path}, which was not stored")
+        )
+
+    def _with_near(self, stored: StoredDesign, ids: dict[str, int]) -> StoredDesign:
+        near = self._near_of.get(stored.sha256)
+        if near is None:
+            return stored
+        of = near.design_id if near.design_id is not None else ids.get(near.twin_sha256 or "")
+        return StoredDesign(
+            stored.file, stored.design_id, stored.sha256, stored.nas_path, of, near.distance
+        )

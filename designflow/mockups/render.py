@@ -1,0 +1,271 @@
+"""Product mockups: templates as data, and an OpenCV renderer.
+
+A template is a folder with `template.json` and its images:
+
+    {"name": "T-shirt, white", "output_size": [2000, 2000],
+     "print_area": [[x, y], [x, y], [x, y], [x, y]],   # top-left, top-right, bottom-right, bottom-left
+     "base": "base.jpg", "shading": "shading.png", "displacement": "displacement.png",
+     "displacement_strength": 8}
+
+`shading` (grey, 255 = no change) multiplies the design so the fabric shows through;
+`displacement` (grey, 128 = no shift) bends it along folds. Both are optional.
+
+The design is decoded once and premultiplied once (`PreparedDesign`); each template then
+costs a small resize, a perspective warp of the print area, a remap, a multiply and a JPEG.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from designflow.errors import PermanentError
+
+MANIFEST = "template.json"
+
+
+class TemplateError(ValueError, PermanentError):
+    """A template folder that cannot be used; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    name: str
+    folder: Path
+    output_size: tuple[int, int]  # (width, height)
+    print_area: np.ndarray  # 4x2 float32: tl, tr, br, bl
+    base: np.ndarray = field(repr=False)  # BGR uint8, output size
+    shading: np.ndarray | None = field(default=None, repr=False)  # BGR uint8 (grey x3), 255 = none
+    displacement: np.ndarray | None = field(default=None, repr=False)  # float32 -1..1
+    displacement_strength: float = 0.0
+    _maps: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        """Bounding box (x0, y0, x1, y1) of the print area: the only part a render touches."""
+        x0, y0 = np.floor(self.print_area.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(self.print_area.max(axis=0)).astype(int)
+        return (
+            int(x0),
+            int(y0),
+            min(int(x1), self.output_size[0]),
+            min(int(y1), self.output_size[1]),
+        )
+
+    def remap_maps(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold displacement as cv2.remap maps over the print area, computed once."""
+        if self.displacement is None or not self.displacement_strength:
+            return None
+        if "remap" not in self._maps:
+            x0, y0, x1, y1 = self.roi
+            shift = self.displacement[y0:y1, x0:x1] * self.displacement_strength
+            grid_x, grid_y = np.meshgrid(
+                np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32)
+            )
+            # Folds move the print vertically more than sideways, as fabric does.
+            self._maps["remap"] = cv2.convertMaps(
+                grid_x + 0.35 * shift, grid_y + shift, cv2.CV_16SC2
+            )
+        return self._maps["remap"]
+
+    @property
+    def print_size(self) -> tuple[int, int]:
+        """Width and height of the print area (its longest top/bottom and side edges)."""
+        tl, tr, br, bl = self.print_area
+        width = max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))
+        height = max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))
+        return max(1, int(round(width))), max(1, int(round(height)))
+
+
+def load_template(folder: str | Path) -> Template:
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateError(f"{manifest_path}: template manifest not found") from None
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise TemplateError(f"{manifest_path}: the manifest must be a JSON object")
+
+    def need(key: str):
+        if key not in manifest:
+            raise TemplateError(f"{manifest_path}: missing field {key!r}")
+        return manifest[key]
+
+    output_size = need("output_size")
+    try:
+        width, height = (int(v) for v in output_size)
+    except (TypeError, ValueError):
+        raise TemplateError(f"{manifest_path}: output_size must be [width, height]") from None
+    if not (16 <= width <= 8000 and 16 <= height <= 8000):
+        raise TemplateError(f"{manifest_path}: output_size {width}x{height} is out of range")
+    points = need("print_area")
+    if (
+        not isinstance(points, list)
+        or len(points) != 4
+        or any(not isinstance(p, list | tuple) or len(p) != 2 for p in points)
+    ):
+        raise TemplateError(f"{manifest_path}: print_area must be 4 points [x, y] (tl, tr, br, bl)")
+    quad = np.array(points, dtype=np.float32)
+    if (
+        (quad[:, 0] < 0).any()
+        or (quad[:, 1] < 0).any()
+        or (quad[:, 0] > width).any()
+        or (quad[:, 1] > height).any()
+    ):
+        raise TemplateError(
+            f"{manifest_path}: print_area has points outside the {width}x{height} image"
+        )
+    if abs(cv2.contourArea(quad)) < 16:
+        raise TemplateError(f"{manifest_path}: print_area is degenerate (no area)")
+
+    base = _read_image(folder, need("base"), cv2.IMREAD_COLOR, (width, height), manifest_path)
+    shading = displacement = None
+    if manifest.get("shading"):
+        shading = _read_image(
+            folder, manifest["shading"], cv2.IMREAD_GRAYSCALE, (width, height), manifest_path
+        )
+        shading = cv2.cvtColor(shading, cv2.COLOR_GRAY2BGR)
+    if manifest.get("displacement"):
+        raw = _read_image(
+            folder, manifest["displacement"], cv2.IMREAD_GRAYSCALE, (width, height), manifest_path
+        )
+        displacement = (raw.astype(np.float32) - 128.0) / 127.0
+    return Template(
+        id=folder.name,
+        name=str(manifest.get("name") or folder.name),
+        folder=folder,
+        output_size=(width, height),
+        print_area=quad,
+        base=base,
+        shading=shading,
+        displacement=displacement,
+        displacement_strength=float(manifest.get("displacement_strength", 0.0)),
+    )
+
+
+def _read_image(
+    folder: Path, name: str, flags: int, size: tuple[int, int], manifest: Path
+) -> np.ndarray:
+    path = folder / str(name)
+    if not path.is_file():
+        raise TemplateError(f"{manifest}: {path.name} is missing from the template folder")
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise TemplateError(f"{path}: not a readable image")
+    if (image.shape[1], image.shape[0]) != size:
+        raise TemplateError(
+            f"{path}: is {image.shape[1]}x{image.shape[0]}, the manifest says {size[0]}x{size[1]}"
+        )
+    return image
+
+
+def list_templates(root: str | Path) -> list[Template]:
+    root = Path(root)
+    return [load_template(p.parent) for p in sorted(root.glob(f"*/{MANIFEST}"))]
+
+
+@dataclass
+class PreparedDesign:
+    """A design decoded once: premultiplied BGRA, reduced once to the largest size any
+    template needs, so each render starts from a small image."""
+
+    premultiplied: np.ndarray  # BGRA uint8, premultiplied alpha
+    width: int
+    height: int
+
+    @classmethod
+    def from_bytes(cls, data: bytes, max_side: int = 2048) -> PreparedDesign:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError("the design cannot be decoded")
+        return cls.from_array(image, max_side)
+
+    @classmethod
+    def from_array(cls, image: np.ndarray, max_side: int = 2048) -> PreparedDesign:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+        elif image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+        height, width = image.shape[:2]
+        # Premultiply before any resampling: transparent pixels' hidden colours never bleed.
+        premultiplied = cv2.cvtColor(image, cv2.COLOR_RGBA2mRGBA)
+        scale = min(1.0, max_side / max(width, height))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            premultiplied = cv2.resize(premultiplied, size, interpolation=cv2.INTER_AREA)
+        return cls(premultiplied, width, height)
+
+
+def render_mockup(design: PreparedDesign, template: Template, jpeg_quality: int = 90) -> bytes:
+    """The template's photo with the design printed in its print area, as JPEG bytes."""
+    return encode_jpeg(render_mockup_array(design, template), jpeg_quality)
+
+
+def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarray:
+    area_w, area_h = template.print_size
+    src = design.premultiplied
+    src_h, src_w = src.shape[:2]
+    # Fit the design inside the print area, centred, keeping its proportions ...
+    scale = min(area_w / src_w, area_h / src_h)
+    fit_w, fit_h = src_w * scale, src_h * scale
+    x0, y0 = (area_w - fit_w) / 2, (area_h - fit_h) / 2
+    placed = np.array(
+        [[x0, y0], [x0 + fit_w, y0], [x0 + fit_w, y0 + fit_h], [x0, y0 + fit_h]], np.float32
+    )
+    if scale < 0.5:  # a large reduction: area-average first so the warp does not alias
+        src = cv2.resize(
+            src, (max(1, round(fit_w)), max(1, round(fit_h))), interpolation=cv2.INTER_AREA
+        )
+        src_h, src_w = src.shape[:2]
+
+    # ... then one perspective warp, design pixels straight into the bounding box of the
+    # print area (not the whole photo).
+    bx0, by0, bx1, by1 = template.roi
+    roi_w, roi_h = bx1 - bx0, by1 - by0
+    rect = np.array([[0, 0], [area_w, 0], [area_w, area_h], [0, area_h]], np.float32)
+    area_to_roi = cv2.getPerspectiveTransform(
+        rect, template.print_area - np.array([bx0, by0], np.float32)
+    )
+    corners = cv2.perspectiveTransform(placed[None], area_to_roi)[0]
+    source = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
+    homography = cv2.getPerspectiveTransform(source, corners)
+    warped = cv2.warpPerspective(
+        src,
+        homography,
+        (roi_w, roi_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    maps = template.remap_maps()
+    if maps is not None:
+        warped = cv2.remap(warped, maps[0], maps[1], cv2.INTER_LINEAR, borderValue=0)
+
+    # Integer blending in OpenCV (saturating, SIMD): premultiplied "over", colour first
+    # multiplied by the shading so the fabric's folds and light show through the print.
+    color = warped[..., :3]
+    alpha = cv2.cvtColor(warped[..., 3], cv2.COLOR_GRAY2BGR)
+    if template.shading is not None:
+        color = cv2.multiply(color, template.shading[by0:by1, bx0:bx1], scale=1 / 255)
+    base = template.base[by0:by1, bx0:bx1]
+    behind = cv2.multiply(base, cv2.bitwise_not(alpha), scale=1 / 255)
+    out = template.base.copy()
+    out[by0:by1, bx0:bx1] = cv2.add(color, behind)
+    return out
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buffer.tobytes()

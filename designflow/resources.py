@@ -1,0 +1,223 @@
+"""The things a process talks to, built once from the settings: catalog, NAS, Etsy, templates.
+
+One `Resources` object per process (see `current`); each resource is made on first use under
+a lock, so four threads asking at once build it once. The front ends (Prefect tasks, the
+CLI) pass in how to read Prefect blocks; the core itself never imports Prefect.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from designflow.catalog import Catalog
+from designflow.settings import Settings
+from designflow.storage.nas import Nas, nas_from_url
+
+if TYPE_CHECKING:
+    from designflow.etsy.client import EtsyClient
+    from designflow.mockups.render import Template
+
+
+class EtsyNotConfigured(LookupError):
+    """No Etsy credentials: publishing is skipped, nothing fails."""
+
+
+@dataclass(frozen=True)
+class EtsyShop:
+    client: EtsyClient
+    shop_id: str
+
+
+@dataclass(frozen=True)
+class BlockReaders:
+    """How to read what lives in Prefect blocks (given by the front end; None: no blocks).
+
+    catalog_url(block_name) -> conninfo; nas(block_name) -> Nas; etsy(block_name, settings)
+    -> EtsyShop (raises EtsyNotConfigured when there is no such block)."""
+
+    catalog_url: Callable[[str], str] | None = None
+    nas: Callable[[str], Nas] | None = None
+    etsy: Callable[[str, Settings], EtsyShop] | None = None
+
+
+# Connections one process holds open to the catalog: the flow's 4 task threads, the 4 NAS
+# threads and the flow itself, with room to spare.
+CATALOG_POOL_SIZE = 10
+
+
+class Resources:
+    def __init__(self, settings: Settings, blocks: BlockReaders | None = None) -> None:
+        self.settings = settings
+        self._blocks = blocks or BlockReaders()
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._database_url: str | None = None
+        self._nas: Nas | None = None
+        self._etsy: EtsyShop | None = None
+        self._templates: dict[tuple[str, float], Template] = {}
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def database_url(self) -> str:
+        with self._lock:
+            if self._database_url is None:
+                self._database_url = self._resolve_database_url()
+            return self._database_url
+
+    def _resolve_database_url(self) -> str:
+        s = self.settings
+        if s.database_url:
+            return s.database_url
+        if s.catalog_block:
+            if self._blocks.catalog_url is None:
+                raise LookupError(f"catalog block {s.catalog_block!r} needs Prefect")
+            return self._blocks.catalog_url(s.catalog_block)
+        from designflow.catalog.embedded import embedded_database_url
+
+        return embedded_database_url(s.home)
+
+    def catalog(self) -> Catalog:
+        """The catalog on a connection pool, migrated once per process."""
+        with self._lock:
+            if self._catalog is None:
+                catalog = Catalog(self.database_url(), pool_size=CATALOG_POOL_SIZE)
+                try:
+                    catalog.migrate()
+                except BaseException:
+                    catalog.close()
+                    raise
+                self._catalog = catalog
+            return self._catalog
+
+    # -- NAS -------------------------------------------------------------------------------
+
+    def nas(self) -> Nas:
+        """One NAS client per process, so the SFTP connection pool is shared by every task,
+        batch and run in it."""
+        with self._lock:
+            if self._nas is None:
+                s = self.settings
+                if s.nas_block:
+                    if self._blocks.nas is None:
+                        raise LookupError(f"NAS block {s.nas_block!r} needs Prefect")
+                    self._nas = self._blocks.nas(s.nas_block)
+                else:
+                    self._nas = nas_from_url(s.nas_url, s)
+            return self._nas
+
+    def release_nas(self) -> None:
+        """End of a run: close idle NAS connections (the pool itself stays usable)."""
+        with self._lock:
+            nas = self._nas
+        if nas is not None:
+            nas.release()
+
+    # -- Etsy ------------------------------------------------------------------------------
+
+    def etsy(self) -> EtsyShop:
+        """The shop of the settings' Etsy block, read once per process (tokens rotated by
+        another process are read back from the block when a refresh is due)."""
+        with self._lock:
+            if self._etsy is None:
+                if self._blocks.etsy is None:
+                    raise EtsyNotConfigured("no Etsy credentials: Etsy blocks need Prefect")
+                self._etsy = self._blocks.etsy(self.settings.etsy_block, self.settings)
+            return self._etsy
+
+    def forget_etsy(self) -> None:
+        with self._lock:
+            etsy, self._etsy = self._etsy, None
+        if etsy is not None:
+            etsy.client.close()
+
+    # -- templates -------------------------------------------------------------------------
+
+    def template(self, template_id: str) -> Template:
+        """A mockup template, read once per folder version (not once per design)."""
+        from designflow.mockups.render import TemplateError, load_template
+
+        folder = self.template_folder(template_id)
+        manifest = folder / "template.json"
+        if not manifest.is_file():
+            raise TemplateError(f"template {template_id!r} not found ({manifest} does not exist)")
+        key = (str(folder), manifest.stat().st_mtime)
+        with self._lock:
+            cached = self._templates.get(key)
+        if cached is None:
+            cached = load_template(folder)
+            with self._lock:
+                self._templates[key] = cached
+        return cached
+
+    def template_folder(self, template_id: str) -> Path:
+        from designflow.mockups.render import TemplateError
+
+        if not template_id or "/" in template_id or template_id.startswith("."):
+            raise TemplateError(f"invalid template id {template_id!r}")
+        root = self.settings.templates
+        if root.startswith("nas:"):
+            return self._template_from_nas(root[4:].strip("/"), template_id)
+        return Path(root) / template_id
+
+    def _template_from_nas(self, prefix: str, template_id: str) -> Path:
+        """Templates kept on the NAS are copied once into a local cache folder."""
+        from designflow.mockups.render import TemplateError
+
+        nas = self.nas()
+        remote = f"{prefix}/{template_id}"
+        local = self.settings.home / "template-cache" / template_id
+        files = nas.list_files(remote)
+        if not files:
+            raise TemplateError(f"template {template_id!r} not found on the NAS under {remote}/")
+        local.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            target = local / Path(path).relative_to(remote)
+            data = nas.read_bytes(path)
+            if not target.exists() or target.stat().st_size != len(data):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        return local
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            catalog, nas, etsy = self._catalog, self._nas, self._etsy
+            self._catalog = self._nas = self._etsy = None
+            self._templates.clear()
+        if nas is not None:
+            nas.close()
+        if etsy is not None:
+            etsy.client.close()
+        if catalog is not None:
+            catalog.close()
+
+
+_current: Resources | None = None
+_current_lock = threading.Lock()
+
+
+def current(blocks: BlockReaders | None = None, settings: Settings | None = None) -> Resources:
+    """The process's resources for the current settings. When the settings change (a test,
+    a changed environment), the previous resources are closed and new ones built."""
+    global _current
+    settings = settings or Settings.from_env()
+    with _current_lock:
+        if _current is not None and _current.settings == settings:
+            return _current
+        previous, _current = _current, Resources(settings, blocks)
+    if previous is not None:
+        previous.close()
+    return _current
+
+
+def close_current() -> None:
+    global _current
+    with _current_lock:
+        previous, _current = _current, None
+    if previous is not None:
+        previous.close()

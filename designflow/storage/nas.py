@@ -1,0 +1,229 @@
+"""Where design files are stored: the `Nas` interface, content-addressed paths, a local folder.
+
+Every backend publishes atomically: bytes go to a temporary name in the target folder, are
+flushed to disk, then renamed into place, so a reader never sees a half-written design and a
+retried upload of the same content is a no-op.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlparse
+
+from designflow.errors import PermanentError
+from designflow.settings import Settings
+
+CHUNK = 1024 * 1024
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+class NasError(Exception):
+    """The NAS refused or failed an operation (worth a retry when it is a connection error)."""
+
+
+class NasFullError(NasError, PermanentError):
+    """The NAS disk (or the seller's quota) is full: retrying sends the same bytes into it."""
+
+
+class SourceChangedError(PermanentError):
+    """The file on disk no longer has the content that was fingerprinted."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"{path}: file changed after it was fingerprinted (sha256 {actual[:12]}…, "
+            f"expected {expected[:12]}…)"
+        )
+
+    def __reduce__(self):  # travels back from an upload worker process intact
+        return (type(self), (self.path, self.expected, self.actual))
+
+
+class InvalidUserId(ValueError):
+    pass
+
+
+def check_user_id(user_id: str) -> str:
+    """User ids become path components: only a plain, short token is accepted."""
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id) or ".." in user_id:
+        raise InvalidUserId(
+            f"invalid user id {user_id!r}: use 1-128 letters, digits, '_', '-', '.', '@', "
+            "starting with a letter or digit, without '..'"
+        )
+    return user_id
+
+
+def design_path(user_id: str, sha256: str, extension: str) -> str:
+    """Content-addressed path of a design, relative to the NAS root."""
+    check_user_id(user_id)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    if not re.fullmatch(r"[a-z0-9]{1,5}", extension):
+        raise ValueError(f"bad extension {extension!r}")
+    return f"users/{user_id}/designs/{sha256[:2]}/{sha256}.{extension}"
+
+
+@dataclass(frozen=True)
+class PutResult:
+    path: str
+    written: bool  # False when the content was already there under that address
+    bytes: int
+
+
+class Nas(Protocol):
+    url: str
+
+    def put_file(
+        self, source: str | os.PathLike[str], dest: str, expected_sha256: str
+    ) -> PutResult:
+        """Publish `source` at `dest` atomically, verifying its sha256 on the way."""
+        ...
+
+    def exists(self, dest: str) -> bool: ...
+
+    def size(self, dest: str) -> int | None: ...
+
+    def modified(self, dest: str) -> float | None:
+        """Last modification (Unix time) of `dest`, None when it does not exist."""
+        ...
+
+    def remove(self, dest: str) -> None:
+        """Delete one file (`verify --repair`: stale temporaries)."""
+        ...
+
+    def read_bytes(self, dest: str) -> bytes: ...
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        """Relative paths of every file under `prefix`."""
+        ...
+
+    def release(self) -> None:
+        """End of a run: give back what the run held (idle connections)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def copy_verified(src: BinaryIO, dst: BinaryIO, source_name: str, expected_sha256: str) -> int:
+    """Stream `src` into `dst`, hashing as it goes; raise if the content is not what we expect."""
+    digest = hashlib.sha256()
+    total = 0
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        dst.write(chunk)
+        total += len(chunk)
+    actual = digest.hexdigest()
+    if actual != expected_sha256:
+        raise SourceChangedError(source_name, expected_sha256, actual)
+    return total
+
+
+class LocalNas:
+    """A folder on a local or mounted filesystem."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = f"file://{self.root}"
+
+    def _full(self, dest: str) -> Path:
+        full = (self.root / dest).resolve()
+        root = self.root.resolve()
+        if root not in full.parents:
+            raise NasError(f"path escapes the NAS root: {dest!r}")
+        return full
+
+    def put_file(
+        self, source: str | os.PathLike[str], dest: str, expected_sha256: str
+    ) -> PutResult:
+        final = self._full(dest)
+        source_size = os.stat(source).st_size
+        if final.exists() and final.stat().st_size == source_size:
+            return PutResult(dest, written=False, bytes=source_size)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        try:
+            with open(source, "rb") as src, open(temp, "wb") as dst:
+                size = copy_verified(src, dst, str(source), expected_sha256)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(temp, final)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NasFullError(f"{dest}: the NAS disk is full ({exc.strerror})") from None
+            raise
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return PutResult(dest, written=True, bytes=size)
+
+    def exists(self, dest: str) -> bool:
+        return self._full(dest).is_file()
+
+    def size(self, dest: str) -> int | None:
+        try:
+            return self._full(dest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def modified(self, dest: str) -> float | None:
+        try:
+            return self._full(dest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def remove(self, dest: str) -> None:
+        self._full(dest).unlink(missing_ok=True)
+
+    def read_bytes(self, dest: str) -> bytes:
+        return self._full(dest).read_bytes()
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        base = self._full(prefix) if prefix else self.root.resolve()
+        root = self.root.resolve()
+        return sorted(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
+    """The NAS a URL names; SFTP credentials come from `settings` (the environment)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalNas(unquote(parsed.path))
+    if parsed.scheme == "sftp":
+        from designflow.storage.sftp import SftpCredentials, SftpTarget, sftp_nas
+
+        settings = settings or Settings.from_env()
+        target = SftpTarget.from_url(url)
+        credentials = SftpCredentials(
+            known_hosts=settings.nas_known_hosts,
+            password=settings.nas_password,
+            key_file=settings.nas_key_file,
+            key_passphrase=settings.nas_key_passphrase,
+        )
+        return sftp_nas(
+            target, credentials, settings.nas_max_connections, settings.nas_upload_processes
+        )
+    raise NasError(f"unsupported NAS URL scheme {parsed.scheme!r} (use file:// or sftp://)")

@@ -1,0 +1,1 @@
+"""Sample designs and the example mockup templates, shipped as package data."""
