@@ -23,9 +23,11 @@ from designflow.flows.states import failure_reason
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
 from designflow.ingest.report import BatchReport, RejectedFile, UploadReport
-from designflow.ingest.service import BatchIngest, stored_name
+from designflow.ingest.service import BatchIngest, NasUpload, stored_name
 from designflow.storage.nas import check_user_id
 from designflow.tasks.catalog import (
+    await_claimed,
+    claim_designs,
     count_user_designs,
     find_known_designs,
     find_near_designs,
@@ -179,13 +181,33 @@ def run_batch(
     if not near.is_completed():
         return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(near)}")
     uploads = ingest.near(near.result())
+    # Claimed first: a concurrent upload by the same seller does not send them again.
+    held = claim_designs(user_id, [u.sha256 for u in uploads], ingest.batch_id, return_state=True)
+    if not held.is_completed():
+        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(held)}")
+    put_on_nas(ingest, ingest.claimed(held.result(), uploads), nas_runner, label)
+    if ingest.contested():
+        waited = await_claimed(user_id, ingest.contested(), return_state=True)
+        if not waited.is_completed():
+            return ingest.unavailable(
+                f"catalog unavailable after retries: {failure_reason(waited)}"
+            )
+        put_on_nas(ingest, ingest.stored_elsewhere(waited.result()[0]), nas_runner, label)
 
-    logger.info("%s: uploading %d image(s) to NAS in parallel", label, len(uploads))
+    insert = record_designs(ingest.rows(), ingest.batch_id, return_state=True)
+    if not insert.is_completed():
+        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(insert)}")
+    return ingest.recorded(insert.result())
+
+
+def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], runner, label: str) -> None:
+    """Send files to the NAS 4 at a time; each outcome goes to the ingest service."""
+    if not uploads:
+        return
+    get_run_logger().info("%s: uploading %d image(s) to NAS in parallel", label, len(uploads))
     upload = upload_to_nas.with_options(retry_delay_seconds=io_retry_delays())
     futures = [
-        nas_runner.submit(
-            upload, parameters={"source": u.source, "dest": u.dest, "sha256": u.sha256}
-        )
+        runner.submit(upload, parameters={"source": u.source, "dest": u.dest, "sha256": u.sha256})
         for u in uploads
     ]
     wait(futures)
@@ -193,11 +215,6 @@ def run_batch(
         state = future.state
         error = None if state.is_completed() else state.result(raise_on_failure=False)
         ingest.uploaded(u, error, "" if error is None else failure_reason(state))
-
-    insert = record_designs(ingest.rows(), return_state=True)
-    if not insert.is_completed():
-        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(insert)}")
-    return ingest.recorded(insert.result())
 
 
 def fingerprint_files(paths: list[str]) -> list[Fingerprint | RejectedFile]:

@@ -57,6 +57,10 @@ class RecordResult:
     already_present: dict[str, ExistingDesign]
 
 
+# A claim older than this belongs to a process that died: another batch may take it over.
+CLAIM_STALE_S = 600
+
+
 class DesignRepository(Database):
     def find_by_sha256(self, user_id: str, sha256s: Sequence[str]) -> dict[str, ExistingDesign]:
         """The user's designs with any of these contents, one query for the whole batch."""
@@ -84,13 +88,18 @@ class DesignRepository(Database):
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def record_designs(self, designs: Sequence[NewDesign]) -> RecordResult:
+    def record_designs(
+        self, designs: Sequence[NewDesign], claims_of: uuid.UUID | None = None
+    ) -> RecordResult:
         """Insert a batch in one transaction with one set-based statement.
 
         `ON CONFLICT DO NOTHING` makes a re-run or a concurrent run of the same upload safe:
         the loser gets the winner's row back as `already_present` instead of an error.
+        `claims_of`: the batch whose claims end in the same transaction.
         """
         if not designs:
+            if claims_of is not None:
+                self.release_claims(claims_of)
             return RecordResult({}, {})
         if len({d.user_id for d in designs}) != 1:
             raise ValueError("a batch belongs to exactly one user")
@@ -133,8 +142,85 @@ class DesignRepository(Database):
             already: dict[str, ExistingDesign] = {}
             if missing:
                 already = _by_sha256(conn, missing[0].user_id, [d.sha256 for d in missing])
+            if claims_of is not None:  # they end with the insert: a waiter finds the rows
+                conn.execute("DELETE FROM design_claims WHERE batch_id = %s", (claims_of,))
             _analyze_if_never(conn)
         return RecordResult(inserted, already)
+
+    # -- claims ------------------------------------------------------------------------
+
+    def claim_designs(
+        self, user_id: str, sha256s: Sequence[str], batch_id: uuid.UUID,
+        stale_after_s: float = CLAIM_STALE_S,
+    ) -> dict[str, uuid.UUID]:  # fmt: skip
+        """Claim the right to store these contents for `batch_id`. Returns the contents
+        another live batch holds (sha256 -> its batch); a stale claim is taken over."""
+        if not sha256s:
+            return {}
+        with self.connect() as conn, conn.transaction():
+            won = {
+                row[0]
+                for row in conn.execute(
+                    """
+                    INSERT INTO design_claims (user_id, sha256, batch_id)
+                    SELECT %(user)s, sha, %(batch)s FROM unnest(%(shas)s::text[]) AS sha
+                    ON CONFLICT (user_id, sha256) DO UPDATE
+                        SET batch_id = EXCLUDED.batch_id, claimed_at = now()
+                        WHERE design_claims.batch_id = EXCLUDED.batch_id
+                           OR design_claims.claimed_at < now() - make_interval(secs => %(stale)s)
+                    RETURNING sha256
+                    """,
+                    {
+                        "user": user_id,
+                        "batch": batch_id,
+                        "shas": list(sha256s),
+                        "stale": stale_after_s,
+                    },
+                )
+            }
+            lost = [sha for sha in sha256s if sha not in won]
+            held = dict(
+                conn.execute(
+                    "SELECT sha256, batch_id FROM design_claims WHERE user_id = %s AND sha256 = ANY(%s)",
+                    (user_id, lost),
+                ).fetchall()
+            ) if lost else {}  # fmt: skip
+            # Stored (and released) by another batch since our lookup: nothing to send.
+            held.update(
+                conn.execute(
+                    "SELECT sha256, batch_id FROM design_images WHERE user_id = %s AND sha256 = ANY(%s)",
+                    (user_id, sorted(won)),
+                ).fetchall()
+            )
+        return held
+
+    def claimed_outcome(
+        self, user_id: str, sha256s: Sequence[str], stale_after_s: float = CLAIM_STALE_S
+    ) -> tuple[dict[str, ExistingDesign], list[str]]:
+        """For contents other batches claimed: the designs they stored so far, and the
+        contents no live claim holds any more without a design (the claimer gave up)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """
+                SELECT s.sha, d.id, d.nas_path, d.flow_run_id, d.batch_id, c.batch_id
+                FROM unnest(%(shas)s::text[]) AS s(sha)
+                LEFT JOIN design_images d ON d.user_id = %(user)s AND d.sha256 = s.sha
+                LEFT JOIN design_claims c ON c.user_id = %(user)s AND c.sha256 = s.sha
+                    AND c.claimed_at >= now() - make_interval(secs => %(stale)s)
+                """,
+                {"user": user_id, "shas": list(sha256s), "stale": stale_after_s},
+            ).fetchall()
+        stored = {
+            sha: ExistingDesign(id_, sha, path, run, batch)
+            for sha, id_, path, run, batch, _ in rows
+            if id_ is not None
+        }
+        abandoned = [sha for sha, id_, *_, claim in rows if id_ is None and claim is None]
+        return stored, abandoned
+
+    def release_claims(self, batch_id: uuid.UUID) -> None:
+        with self.connect() as conn:
+            conn.execute("DELETE FROM design_claims WHERE batch_id = %s", (batch_id,))
 
     def copy_designs(self, designs: Iterable[NewDesign]) -> int:
         """Bulk load with COPY (~3x the rows/s of INSERT): imports and benchmarks. No

@@ -18,6 +18,7 @@ A step that fails (catalog unavailable) fails every file whose fate is still ope
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -120,6 +121,8 @@ class BatchIngest:
         self._near_of: dict[str, NearOf] = {}
         self._to_store: list[Fingerprint] = []
         self._on_nas: list[Fingerprint] = []
+        self._contested: list[NasUpload] = []
+        self._elsewhere: dict[str, ExistingDesign] = {}
         self._clock = time.perf_counter()
         self._fingerprint_ms: float | None = None
 
@@ -166,7 +169,12 @@ class BatchIngest:
         else:
             to_store = near.to_store
             for fp, m in near.near:
-                self._settle_duplicate(fp, m.design_id, m.distance, "near", m.nas_path)
+                # The same bytes stored since our exact lookup (a concurrent upload): the
+                # match's content address says so.
+                same = posixpath.basename(m.nas_path).split(".")[0] == fp.sha256
+                self._settle_duplicate(
+                    fp, m.design_id, m.distance, "exact" if same else "near", m.nas_path
+                )
             self._near_in_batch = near.in_batch
         self._to_store = to_store
         self._dedup_ms = self._lap()
@@ -178,6 +186,33 @@ class BatchIngest:
         return [
             NasUpload(fp, design_path(self.user_id, fp.sha256, fp.extension)) for fp in to_store
         ]
+
+    def claimed(self, held: dict[str, uuid.UUID], uploads: list[NasUpload]) -> list[NasUpload]:
+        """The claim's answer (contents another live batch is storing): returns the uploads
+        that are ours to send; the others wait for `stored_elsewhere`."""
+        self._contested = [u for u in uploads if u.sha256 in held]
+        if self._contested:
+            self.log(
+                f"{len(self._contested)} design(s) are being stored by another upload: waiting for it"
+            )
+        return [u for u in uploads if u.sha256 not in held]
+
+    def contested(self) -> list[str]:
+        return [u.sha256 for u in self._contested]
+
+    def stored_elsewhere(self, found: dict[str, ExistingDesign]) -> list[NasUpload]:
+        """Designs the other upload stored are exact duplicates of its rows; returns the
+        contested uploads it did not store (ours to send after all)."""
+        ours = []
+        for upload in self._contested:
+            match = found.get(upload.sha256)
+            if match is None:
+                ours.append(upload)
+                continue
+            self._elsewhere[upload.sha256] = match
+            self._settle_duplicate(upload.fingerprint, match.id, 0, "exact", match.nas_path)
+        self._contested = []
+        return ours
 
     def uploaded(self, upload: NasUpload, error: BaseException | None, reason: str = "") -> None:
         """One NAS upload's outcome: None when the file is on the NAS. A file that changed
@@ -223,6 +258,9 @@ class BatchIngest:
             else:  # a concurrent upload of the same content won the race
                 self._settle_duplicate(fp, match.id, 0, "exact", match.nas_path)
         stored = {s.sha256: s for s in out.stored}
+        stored.update(  # stored by a concurrent upload: copies follow its row
+            {sha: StoredDesign("", m.id, sha, m.nas_path) for sha, m in self._elsewhere.items()}
+        )
         for copy, original in self._in_batch:
             self._follow(
                 copy, original, stored.get(original.sha256), 0, "in-batch", "same content as"

@@ -188,3 +188,33 @@ def test_a_name_that_is_not_utf8_is_kept_losslessly_escaped() -> None:
     assert stored_name("café.png") == "café.png"
     row = new_design_row(fp(name), "seller", uuid.uuid4(), None)
     row.original_name.encode("utf-8")  # what PostgreSQL needs
+
+
+def test_designs_another_upload_is_storing_become_exact_duplicates_of_its_rows() -> None:
+    service = ingest()
+    mine, theirs, gave_up = fp("mine.png"), fp("theirs.png", phash=0x3C3C3C3C3C3C3C3C), fp("gave-up.png", phash=0x5A5A5A5A5A5A5A5A)  # fmt: skip
+    copy = fp("copy.png", "theirs.png", phash=0x3C3C3C3C3C3C3C3C)
+    service.fingerprinted([mine, theirs, gave_up, copy])
+    service.known({})
+    uploads = service.near([])
+    other_batch = uuid.uuid4()
+    ours = service.claimed({theirs.sha256: other_batch, gave_up.sha256: other_batch}, uploads)
+    assert [u.sha256 for u in ours] == [mine.sha256]
+    assert sorted(service.contested()) == sorted([theirs.sha256, gave_up.sha256])
+    for upload in ours:
+        service.uploaded(upload, None)
+    found = {
+        theirs.sha256: ExistingDesign(
+            77, theirs.sha256, "users/seller/designs/t.png", batch_id=other_batch
+        )
+    }
+    left = service.stored_elsewhere(found)
+    assert [u.sha256 for u in left] == [gave_up.sha256]  # its claimer gave up: ours to send
+    for upload in left:
+        service.uploaded(upload, None)
+    report = service.recorded(inserted(service))
+    assert fates(report) == {"mine.png": "stored", "gave-up.png": "stored", "theirs.png": "exact", "copy.png": "in-batch"}  # fmt: skip
+    by_file = {d.file: d for d in report.duplicates}
+    assert (
+        by_file["/in/theirs.png"].duplicate_of == 77 and by_file["/in/copy.png"].duplicate_of == 77
+    )

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from designflow.catalog import Catalog
@@ -84,3 +85,77 @@ def test_four_users_at_once_all_complete(designflow_env: DesignflowEnv) -> None:
         rows = catalog.designs_of_user(user)
         assert sorted(r["sha256"] for r in rows) == sorted(sha(p) for p in folders[user].iterdir())
         assert all(r["nas_path"].startswith(f"users/{user}/") for r in rows)
+
+
+def test_same_seller_twice_sends_shared_designs_once(designflow_env: DesignflowEnv) -> None:
+    """Two uploads by one seller with 20 files in common, made to meet: a design one of them
+    is storing is claimed in PostgreSQL, so the other does not send it to the NAS again
+    (both used to) and reports it as an exact duplicate."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+
+    from designflow.flows.upload import upload_designs
+    from designflow.ingest import progress
+
+    catalog = Catalog(designflow_env.database_url)
+    catalog.migrate()
+    shared = designs(designflow_env.inputs / "common", 20, seed=1600)
+    folders = []
+    for name, seed in (("left", 1700), ("right", 1800)):
+        folder = designflow_env.inputs / name
+        designs(folder, 5, seed=seed)
+        for path in shared:
+            (folder / f"shared-{path.name}").write_bytes(path.read_bytes())
+        folders.append(folder)
+    # Both runs wait for each other once their files are listed, then race.
+    met = threading.Barrier(2, timeout=120)
+    unsubscribe = progress.subscribe(lambda e: met.wait() if e.message == "starting" else None)
+    reports: dict[int, dict] = {}
+
+    def run(index: int) -> None:
+        reports[index] = upload_designs(paths=[str(folders[index])], user_id="cleo")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        unsubscribe()
+    left, right = reports[0], reports[1]
+    assert left["failed"] == right["failed"] == []
+    assert len(left["stored"]) + len(right["stored"]) == 30
+    shared_outcomes = [
+        d for d in left["duplicates"] + right["duplicates"] if "shared-" in d["file"]
+    ]
+    assert len(shared_outcomes) == 20 and {d["kind"] for d in shared_outcomes} == {"exact"}
+    assert len(catalog.designs_of_user("cleo")) == 30
+
+    def sent_to_nas() -> list[str]:
+        with get_client(sync_client=True) as client:
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[left["flow_run_id"], right["flow_run_id"]])
+                ),
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="upload ")),
+                limit=200,
+            )
+        return [t.name for t in tasks if t.name.startswith("upload ")]
+
+    # Task runs reach the server as events, after the runs: wait until 30 are in, then a
+    # little longer, so that a doubled upload (up to 50) would show.
+    deadline = time.monotonic() + 60
+    while len(sent_to_nas()) < 30 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
+    sent = sent_to_nas()
+    # each design sent to the NAS by one run only: 20 shared + 5 + 5 of their own
+    assert len(sent) == 30, sorted(sent)

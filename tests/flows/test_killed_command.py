@@ -42,7 +42,11 @@ def test_children_of_a_killed_upload_exit_within_ten_seconds(
         while time.monotonic() < deadline and command.poll() is None:
             children = parent.children(recursive=True)
             workers = [c for c in children if "multiprocessing" in " ".join(_cmdline(c))]
-            arrived = list((server.root / "users" / "kid").rglob("*.png")) if (server.root / "users").exists() else []
+            arrived = (
+                list((server.root / "users" / "kid").rglob("*.png"))
+                if (server.root / "users").exists()
+                else []
+            )
             if len(workers) >= 2 and arrived:
                 break
             time.sleep(0.1)
@@ -54,7 +58,9 @@ def test_children_of_a_killed_upload_exit_within_ten_seconds(
         killed_at = time.monotonic()
         _, alive = psutil.wait_procs(children, timeout=10)
         waited = time.monotonic() - killed_at
-        assert alive == [], f"still running {waited:.1f} s after the kill: {[(p.pid, _cmdline(p)) for p in alive]}"
+        assert alive == [], (
+            f"still running {waited:.1f} s after the kill: {[(p.pid, _cmdline(p)) for p in alive]}"
+        )
         print(f"{len(children)} children gone {waited:.1f} s after the kill")
     finally:
         if command.poll() is None:
