@@ -66,6 +66,8 @@ class Settings:
     etsy_block: str = "designflow-etsy"
     etsy_per_second: int = 5
     etsy_backoff_s: float = 0.5
+    # Images per listing: Etsy's spec allows up to 20.
+    etsy_max_images: int = 20
     listing_defaults: ListingDefaults = field(default_factory=ListingDefaults)
 
     @classmethod
@@ -102,6 +104,7 @@ class Settings:
             etsy_block=env.get("DESIGNFLOW_ETSY_BLOCK") or "designflow-etsy",
             etsy_per_second=int(_number(env, "DESIGNFLOW_ETSY_PER_SECOND", 5)),
             etsy_backoff_s=_number(env, "DESIGNFLOW_ETSY_BACKOFF_SECONDS", 0.5),
+            etsy_max_images=min(20, int(_number(env, "DESIGNFLOW_ETSY_MAX_IMAGES", 20))),
             listing_defaults=_listing_defaults(env),
         )
 
@@ -158,7 +161,16 @@ def _listing_defaults(env: Mapping[str, str]) -> ListingDefaults:
         who_made=env.get("DESIGNFLOW_LISTING_WHO_MADE") or "i_did",
         when_made=env.get("DESIGNFLOW_LISTING_WHEN_MADE") or "made_to_order",
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+        type=env.get("DESIGNFLOW_LISTING_TYPE") or "physical",
+        shipping_profile_id=_optional_id(env, "DESIGNFLOW_LISTING_SHIPPING_PROFILE_ID"),
+        readiness_state_id=_optional_id(env, "DESIGNFLOW_LISTING_READINESS_STATE_ID"),
+        return_policy_id=_optional_id(env, "DESIGNFLOW_LISTING_RETURN_POLICY_ID"),
     )
+
+
+def _optional_id(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    return int(_number(env, name, 1)) if raw else None
 
 
 def _default_templates(home: Path) -> str:

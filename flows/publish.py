@@ -8,6 +8,7 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from designflow.catalog.listings import ListingCatalog
+from designflow.etsy.listings import listing_for, read_manifest
 from designflow.etsy.publish import PublishOutcome, plan_images
 from designflow.flows.states import failure_reason
 from designflow.resources import EtsyNotConfigured
@@ -15,17 +16,28 @@ from designflow.tasks import resources
 from designflow.tasks.etsy import (
     create_listing,
     etsy_shop,
+    fetch_profiles,
     fetch_shop,
     finish_listing,
+    save_listing_drafts,
     upload_mockup_image,
 )
 
 
 @flow(name="publish-listing", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def publish_listing(design_ids: list[int]) -> dict:
+def publish_listing(design_ids: list[int], listings_manifest: str | None = None) -> dict:
     """Create (once) the Etsy draft listing of each design from its listing content and
-    upload its mockups as listing images (at most 10). Skipped, not failed, without Etsy
-    credentials. Safe to re-run: finished steps are not repeated."""
+    upload its mockups as listing images (at most 20). Skipped, not failed, without Etsy
+    credentials. Safe to re-run: finished steps are not repeated.
+
+    Args:
+        design_ids: Stored designs to publish (ids from an upload's report).
+        listings_manifest: A listing manifest (CSV or Parquet, one row per file) whose
+            current rows replace these designs' listing content first: edit a price in it
+            and publish again to change the listing on Etsy.
+    """
+    if listings_manifest:
+        apply_manifest(design_ids, listings_manifest)
     result = publish_designs(design_ids)
     failed = [o for o in result["listings"] if o["error"]]
     if failed:
@@ -34,6 +46,19 @@ def publish_listing(design_ids: list[int]) -> dict:
             + "; ".join(f"design {o['design_id']}: {o['error']}" for o in failed[:3])
         )
     return result
+
+
+def apply_manifest(design_ids: list[int], listings_manifest: str) -> int:
+    """The manifest's rows for these stored designs (matched by their original file name)
+    become their listing content; checked first, so a bad row stops the run here."""
+    settings = resources.current_settings()
+    listings = read_manifest(listings_manifest, settings.listing_defaults)
+    designs = resources.catalog().designs_by_id(design_ids)
+    drafts = {d: listing_for(listings, str(row["original_name"])) for d, row in designs.items()}
+    drafts = {d: f for d, f in drafts.items() if f is not None}
+    get_run_logger().info("listing content for %d of %d design(s) from %s",
+                          len(drafts), len(design_ids), listings_manifest)  # fmt: skip
+    return save_listing_drafts(drafts, listings_manifest)
 
 
 def publish_designs(design_ids: list[int]) -> dict:
@@ -54,11 +79,17 @@ def publish_designs(design_ids: list[int]) -> dict:
         return {"shop": None, "listings": [], "skipped": "no listing content for these designs"}
     shop = fetch_shop()  # once per run, whatever the number of designs
     logger.info("publishing %d design(s) to Etsy shop %s", len(drafts), shop["shop_name"])
-    creating = {d: create_listing.submit(d) for d in design_ids if d in drafts}
+    profiles = fetch_profiles(list(drafts), return_state=True)
+    if not profiles.is_completed():  # before anything is created
+        reason = failure_reason(profiles)
+        listings = [PublishOutcome(d, shop["shop_id"], error=reason).as_dict() for d in drafts]
+        return {"shop": shop, "listings": listings, "skipped": None}
+    creating = {d: create_listing.submit(d, profiles.result()) for d in design_ids if d in drafts}
     outcomes: dict[int, PublishOutcome] = {}
     uploads: dict[int, list] = {}
     plans: dict[int, list] = {}
     mockups = resources.catalog().mockups_of(list(creating))
+    max_images = resources.current_settings().etsy_max_images
     for design_id, future in creating.items():
         outcome = outcomes[design_id] = PublishOutcome(design_id, shop["shop_id"])
         future.wait()
@@ -68,7 +99,7 @@ def publish_designs(design_ids: list[int]) -> dict:
         listing = future.result()
         outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
         planned, outcome.skipped = plan_images(
-            [m for m in mockups if m["design_id"] == design_id], listing["title"]
+            [m for m in mockups if m["design_id"] == design_id], listing["title"], max_images
         )
         plans[design_id] = planned
         uploads[design_id] = [

@@ -10,7 +10,13 @@ from __future__ import annotations
 from prefect import task
 
 from designflow.catalog.listings import ListingCatalog
-from designflow.etsy.publish import ImagePlan, ensure_listing, remote_images, upload_image
+from designflow.etsy.publish import (
+    ImagePlan,
+    ensure_listing,
+    remote_images,
+    resolve_profiles,
+    upload_image,
+)
 from designflow.resources import EtsyShop
 from designflow.tasks import resources
 from designflow.tasks.retry import io_retry
@@ -39,16 +45,28 @@ def fetch_shop() -> dict:
     return {"shop_id": str(body["shop_id"]), "shop_name": body.get("shop_name")}
 
 
+@task(name="etsy-shop-profiles", **io_retry())
+def fetch_profiles(design_ids: list[int]) -> dict[str, int]:
+    """The shop's shipping, processing and return profiles for listings that name none,
+    once per run; fails before any listing is created when the choice is not clear."""
+    shop = etsy_shop()
+    drafts = list(_store().drafts(design_ids).values())
+    return resolve_profiles(shop.client, shop.shop_id, drafts)
+
+
 @task(name="etsy-create-listing", task_run_name="listing for design {design_id}", **io_retry())
-def create_listing(design_id: int) -> dict:
-    """createDraftListing (or updateListing when the manifest changed), at most once per
-    design and shop; also returns the images already on the listing and the plan."""
+def create_listing(design_id: int, profiles: dict[str, int]) -> dict:
+    """createDraftListing (or, when the manifest changed, updateListing and
+    updateListingInventory), at most once per design and shop; also returns the images
+    already on the listing."""
     shop = etsy_shop()
     store = _store()
     fields = store.drafts([design_id]).get(design_id)
     if fields is None:
         raise LookupError(f"design {design_id} has no listing content (give a listing manifest)")
-    listing_id, action = ensure_listing(store, shop.client, shop.shop_id, design_id, fields)
+    listing_id, action = ensure_listing(
+        store, shop.client, shop.shop_id, design_id, fields, profiles
+    )
     return {
         "listing_id": listing_id,
         "action": action,

@@ -362,7 +362,8 @@ class DesignRepository(Database):
     def designs_by_id(self, design_ids: Sequence[int]) -> dict[int, dict[str, object]]:
         with self.connect() as conn:
             cur = conn.execute(
-                "SELECT id, user_id, sha256, nas_path, format FROM design_images WHERE id = ANY(%s)",
+                "SELECT id, user_id, sha256, nas_path, format, original_name FROM design_images"
+                " WHERE id = ANY(%s)",
                 (list(design_ids),),
             )
             names = [d.name for d in cur.description or []]

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import typer
 
@@ -96,8 +97,12 @@ app.command("etsy-stub")(stub)
 @app.command()
 def publish(
     design_ids: list[int] = typer.Argument(..., help="stored design ids"),
+    listings: str | None = typer.Option(
+        None, "--listings", metavar="FILE.csv|FILE.parquet",
+        help="apply this manifest's current rows to the designs first (an edited price)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
-) -> int:
+) -> int:  # fmt: skip
     """Publish stored designs as Etsy draft listings."""
     from contextlib import redirect_stdout
 
@@ -105,7 +110,8 @@ def publish(
     with redirect_stdout(sys.stderr):
         from designflow.flows.publish import publish_listing
 
-        state = publish_listing(design_ids, return_state=True)
+        manifest = str(Path(listings).absolute()) if listings else None
+        state = publish_listing(design_ids, manifest, return_state=True)
     result = state.result(raise_on_failure=False)
     if not state.is_completed():
         return fail(f"publish run failed: {result}", 1)

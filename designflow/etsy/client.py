@@ -13,17 +13,21 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
-MAX_LISTING_IMAGES = 10  # Etsy's cap on images per listing
+# Etsy's cap on images per listing: the spec's image_ids "can include up to 20".
+MAX_LISTING_IMAGES = 20
+# Listing fields that updateListing does not take: they change through the inventory.
+INVENTORY_FIELDS = ("price", "quantity")
 # Fields Etsy may name in an error although the request did not send them.
 KNOWN_FIELDS = (
     "quantity", "title", "description", "price", "who_made", "when_made", "taxonomy_id",
-    "tags", "is_supply", "image", "rank",
+    "tags", "is_supply", "image", "rank", "type", "shipping_profile_id", "readiness_state_id",
+    "return_policy_id", "products",
 )  # fmt: skip
 # Refresh this long before the access token's stated expiry, so a call never starts with a
 # token that lapses on its way to Etsy.
@@ -210,10 +214,55 @@ class EtsyClient:
     def update_listing(
         self, shop_id: str, listing_id: int, fields: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """updateListing: every field but price and quantity, which Etsy's updateListing does
+        not take (they go through `update_listing_inventory`)."""
+        editable = {k: v for k, v in fields.items() if k not in INVENTORY_FIELDS}
         return self._call(
             "updateListing", "PATCH",
-            f"/v3/application/shops/{_id(shop_id)}/listings/{int(listing_id)}", data=_form(fields),
+            f"/v3/application/shops/{_id(shop_id)}/listings/{int(listing_id)}", data=_form(editable),
         )  # fmt: skip
+
+    def update_listing_inventory(
+        self, listing_id: int, price: float, quantity: int, sku: str = ""
+    ) -> dict[str, Any]:
+        """updateListingInventory (JSON) for a listing without variations: one product with
+        one offering carries the price and the quantity."""
+        body = {
+            "products": [{
+                "sku": sku, "property_values": [],
+                "offerings": [{"price": float(price), "quantity": int(quantity), "is_enabled": True}],
+            }],
+            "price_on_property": [], "quantity_on_property": [], "sku_on_property": [],
+        }  # fmt: skip
+        return self._call(
+            "updateListingInventory", "PUT", f"/v3/application/listings/{int(listing_id)}/inventory",
+            json=body,
+        )  # fmt: skip
+
+    def get_listing_inventory(self, listing_id: int) -> dict[str, Any]:
+        return self._call(
+            "getListingInventory", "GET", f"/v3/application/listings/{int(listing_id)}/inventory"
+        )
+
+    def shipping_profiles(self, shop_id: str) -> list[dict[str, Any]]:
+        body = self._call(
+            "getShopShippingProfiles", "GET",
+            f"/v3/application/shops/{_id(shop_id)}/shipping-profiles",
+        )  # fmt: skip
+        return list(body.get("results", []))
+
+    def readiness_state_definitions(self, shop_id: str) -> list[dict[str, Any]]:
+        body = self._call(
+            "getShopReadinessStateDefinitions", "GET",
+            f"/v3/application/shops/{_id(shop_id)}/readiness-state-definitions",
+        )  # fmt: skip
+        return list(body.get("results", []))
+
+    def return_policies(self, shop_id: str) -> list[dict[str, Any]]:
+        body = self._call(
+            "getShopReturnPolicies", "GET", f"/v3/application/shops/{_id(shop_id)}/policies/return"
+        )
+        return list(body.get("results", []))
 
     def upload_listing_image(
         self, shop_id: str, listing_id: int, image: bytes, filename: str,
@@ -236,13 +285,21 @@ class EtsyClient:
         )
         return list(body.get("results", []))
 
-    def draft_listings(self, shop_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        """The shop's newest draft listings (getListingsByShop, state=draft)."""
-        body = self._call(
-            "getListingsByShop", "GET", f"/v3/application/shops/{_id(shop_id)}/listings",
-            params={"state": "draft", "limit": limit, "sort_on": "created", "sort_order": "desc"},
-        )  # fmt: skip
-        return list(body.get("results", []))
+    def draft_listings(self, shop_id: str, page: int = 100) -> Iterator[dict[str, Any]]:
+        """Every draft listing of the shop (getListingsByShop, state=draft), paged with
+        limit/offset. No sort order is asked for: Etsy's spec applies `sort_on` only with
+        search options, so a shop's newest draft may be on any page."""
+        offset = 0
+        while True:
+            body = self._call(
+                "getListingsByShop", "GET", f"/v3/application/shops/{_id(shop_id)}/listings",
+                params={"state": "draft", "limit": page, "offset": offset},
+            )  # fmt: skip
+            results = list(body.get("results", []))
+            yield from results
+            offset += len(results)
+            if len(results) < page or offset >= int(body.get("count", offset)):
+                return
 
     # -- transport ---------------------------------------------------------------------------
 

@@ -14,11 +14,81 @@ from datetime import timedelta
 from typing import Any
 
 from designflow.catalog.listings import ListingCatalog
+from designflow.errors import PermanentError
 from designflow.etsy.client import MAX_LISTING_IMAGES, EtsyClient
 from designflow.etsy.listings import content_sha256
 
 # Etsy's created_timestamp has second resolution and clocks differ: look this far back.
 ADOPT_SLACK = timedelta(minutes=5)
+
+
+class ListingProfileError(LookupError, PermanentError):
+    """A physical listing needs a shop profile the listing content does not name and the
+    shop does not make unambiguous (none, or several); the message says which setting to fill
+    and lists the shop's choices."""
+
+
+@dataclass(frozen=True)
+class ProfileKind:
+    field: str  # listing field
+    setting: str  # DESIGNFLOW_* default
+    what: str  # in words
+    read: str  # EtsyClient method listing the shop's own
+    needed_for_draft: bool  # createDraftListing refuses a physical listing without it
+
+
+PROFILE_KINDS = (
+    ProfileKind("shipping_profile_id", "DESIGNFLOW_LISTING_SHIPPING_PROFILE_ID", "shipping profile", "shipping_profiles", True),
+    ProfileKind("readiness_state_id", "DESIGNFLOW_LISTING_READINESS_STATE_ID", "processing profile (readiness state)", "readiness_state_definitions", True),
+    # not needed for a draft, only to activate it: looked up, but its absence is no error
+    ProfileKind("return_policy_id", "DESIGNFLOW_LISTING_RETURN_POLICY_ID", "return policy", "return_policies", False),
+)  # fmt: skip
+
+
+def resolve_profiles(
+    client: EtsyClient, shop_id: str, drafts: list[dict[str, Any]]
+) -> dict[str, int]:
+    """The shop's own profile of each kind some physical listing does not name, looked up
+    once (per run): exactly one of a kind is used; none or several is an error before
+    anything is created, naming the setting to fill and the shop's choices."""
+    physical = [d for d in drafts if d.get("type", "physical") in ("physical", "both")]
+    resolved: dict[str, int] = {}
+    for kind in PROFILE_KINDS:
+        if not any(d.get(kind.field) is None for d in physical):
+            continue
+        choices = getattr(client, kind.read)(shop_id)
+        if len(choices) == 1:
+            resolved[kind.field] = int(choices[0][kind.field])
+        elif kind.needed_for_draft or choices:
+            listed = "; ".join(f"{c[kind.field]} ({_profile_label(c)})" for c in choices)
+            raise ListingProfileError(
+                f"a physical listing needs a {kind.what}: give one as the manifest's "
+                f"{kind.field} column or {kind.setting}; the shop has "
+                + (f"{len(choices)}: {listed}" if choices else "none (create one on Etsy)")
+            )
+    return resolved
+
+
+def _profile_label(profile: dict[str, Any]) -> str:
+    if profile.get("title"):
+        return str(profile["title"])
+    if "min_processing_time" in profile:
+        unit = profile.get("processing_time_unit", "days")
+        return f"{profile.get('readiness_state', '')} {profile['min_processing_time']}-{profile.get('max_processing_time')} {unit}".strip()
+    if "accepts_returns" in profile:
+        return f"returns {'accepted' if profile['accepts_returns'] else 'not accepted'}, {profile.get('return_deadline')} days"
+    return "untitled"
+
+
+def with_profiles(fields: dict[str, Any], resolved: dict[str, int]) -> dict[str, Any]:
+    """The listing's fields as sent: a profile it does not name taken from the shop's."""
+    out = dict(fields)
+    out.setdefault("type", "physical")
+    if out["type"] in ("physical", "both"):
+        for name, value in resolved.items():
+            if out.get(name) is None:
+                out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -49,9 +119,10 @@ class PublishOutcome:
 
 
 def plan_images(
-    mockups: list[dict[str, Any]], title: str
+    mockups: list[dict[str, Any]], title: str, limit: int = MAX_LISTING_IMAGES
 ) -> tuple[list[ImagePlan], list[dict[str, Any]]]:
-    """The first 10 mockups by template id become images 1-10; the rest are reported."""
+    """The first `limit` (Etsy: 20) mockups by template id become images 1..limit; the rest
+    are reported."""
     ordered = sorted(mockups, key=lambda m: str(m["template_id"]))
     planned = [
         ImagePlan(int(m["id"]), str(m["template_id"]), str(m["nas_path"]), rank,
@@ -62,25 +133,36 @@ def plan_images(
         {
             "mockup_id": int(m["id"]),
             "template_id": str(m["template_id"]),
-            "reason": f"Etsy allows at most {MAX_LISTING_IMAGES} images per listing; "
-            f"{len(ordered)} mockups, the first {MAX_LISTING_IMAGES} by template id were uploaded",
+            "reason": f"at most {limit} images per listing; "
+            f"{len(ordered)} mockups, the first {limit} by template id were uploaded",
         }
-        for m in ordered[MAX_LISTING_IMAGES:]
+        for m in ordered[limit:]
     ]
     return planned, skipped
 
 
 def ensure_listing(
-    store: ListingCatalog, client: EtsyClient, shop_id: str, design_id: int, fields: dict[str, Any]
-) -> tuple[int, str]:
-    """The design's draft listing in the shop, created at most once: (listing id, action)."""
+    store: ListingCatalog, client: EtsyClient, shop_id: str, design_id: int,
+    fields: dict[str, Any], profiles: dict[str, int] | None = None,
+) -> tuple[int, str]:  # fmt: skip
+    """The design's draft listing in the shop, created at most once: (listing id, action).
+    `profiles`: the shop's profiles resolved for this run (looked up here when None)."""
     sha = content_sha256(fields)
     with store.publishing(design_id, shop_id):
         record = store.listing(design_id, shop_id)
+        if profiles is None and (
+            record is None or record.listing_id is None or record.content_sha256 != sha
+        ):
+            profiles = resolve_profiles(client, shop_id, [fields])
+        sent = with_profiles(fields, profiles or {})
         if record is not None and record.listing_id is not None:
             if record.content_sha256 == sha:
                 return record.listing_id, "existing"
-            client.update_listing(shop_id, record.listing_id, fields)  # the seller edited it
+            # The seller edited it: price and quantity through the listing's inventory (Etsy's
+            # updateListing ignores them), the rest through updateListing; recorded as
+            # applied only once Etsy confirmed both.
+            client.update_listing(shop_id, record.listing_id, sent)
+            client.update_listing_inventory(record.listing_id, sent["price"], sent["quantity"])
             store.set_listing(design_id, shop_id, record.listing_id, sha)
             return record.listing_id, "updated"
         if record is not None:  # 'creating': an attempt sent the create call, then stopped
@@ -89,7 +171,7 @@ def ensure_listing(
                 store.set_listing(design_id, shop_id, found, sha)
                 return found, "adopted"
         store.begin_create(design_id, shop_id, str(fields["title"]), sha)
-        listing = client.create_draft_listing(shop_id, fields)
+        listing = client.create_draft_listing(shop_id, sent)
         listing_id = int(listing["listing_id"])
         store.set_listing(design_id, shop_id, listing_id, sha)
         return listing_id, "created"
@@ -154,6 +236,7 @@ def publish_design(
     shop_id: str,
     design_id: int,
     read_bytes: Callable[[str], bytes],
+    max_images: int = MAX_LISTING_IMAGES,
 ) -> PublishOutcome:
     """Every step in order, in the calling thread (the flow runs the same steps as tasks)."""
     outcome = PublishOutcome(design_id, shop_id)
@@ -162,7 +245,7 @@ def publish_design(
         raise LookupError(f"design {design_id} has no listing content (give a listing manifest)")
     outcome.listing_id, outcome.action = ensure_listing(store, client, shop_id, design_id, fields)
     mockups = store.catalog.mockups_of([design_id])
-    planned, outcome.skipped = plan_images(mockups, str(fields["title"]))
+    planned, outcome.skipped = plan_images(mockups, str(fields["title"]), max_images)
     on_etsy = remote_images(client, outcome.listing_id)
     for plan in planned:
         outcome.images.append(

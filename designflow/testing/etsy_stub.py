@@ -18,20 +18,28 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from designflow.etsy.listings import when_made_values
 
 REQUIRED_LISTING_FIELDS = (
     "quantity", "title", "description", "price", "who_made", "when_made", "taxonomy_id",
 )  # fmt: skip
 WHO_MADE = {"i_did", "someone_else", "collective"}
-WHEN_MADE = {
-    "made_to_order", "2020_2026", "2010_2019", "2007_2009", "before_2007", "2000_2006",
-    "1990s", "1980s", "1970s", "1960s", "1950s", "1940s", "1930s", "1920s", "1910s",
-    "1900s", "1800s", "1700s", "before_1700",
-}  # fmt: skip
-MAX_IMAGES = 10
+LISTING_TYPES = {"physical", "download", "both"}
+MAX_IMAGES = 20  # the spec: image_ids "can include up to 20"
+# Etsy: these characters at most once in a title; tags of letters, numbers, whitespace,
+# - ' ™ © ® only.
+TITLE_ONCE = "%:&+"
+TAG_PATTERN = re.compile(r"^(?:[^\W_]|[\s\-'™©®])+$")
+
+
+def when_made_now() -> set[str]:
+    """The when_made values Etsy accepts this year (they move every January)."""
+    return set(when_made_values(date.today().year))
 
 
 @dataclass
@@ -57,6 +65,8 @@ class Request:
     method: str
     endpoint: str
     status: int
+    path: str = ""
+    content_type: str = ""  # the request's media type (form, multipart, JSON)
 
 
 class EtsyStub:
@@ -84,8 +94,23 @@ class EtsyStub:
         self.refresh_tokens: set[str] = set()
         self.used_refresh_tokens: set[str] = set()
         self.listings: dict[int, dict[str, Any]] = {}
+        self.inventories: dict[int, dict[str, Any]] = {}
+        # The shop's profiles: one of each by default, as a shop that sells physical goods has.
+        self.shipping_profiles: list[dict[str, Any]] = [
+            {"shipping_profile_id": 200000001, "title": "Standard shipping", "user_id": self.user_id,
+             "origin_country_iso": "US", "processing_days_display_label": "1-3 days"}
+        ]  # fmt: skip
+        self.readiness_states: list[dict[str, Any]] = [
+            {"readiness_state_id": 300000001, "readiness_state": "made_to_order",
+             "min_processing_time": 1, "max_processing_time": 3, "processing_time_unit": "days"}
+        ]  # fmt: skip
+        self.return_policies: list[dict[str, Any]] = [
+            {"return_policy_id": 400000001, "shop_id": shop_id, "accepts_returns": True,
+             "accepts_exchanges": True, "return_deadline": 30}
+        ]  # fmt: skip
         self.images: dict[int, list[dict[str, Any]]] = {}
         self.requests: list[Request] = []
+        self._seen = threading.local()
         self._admitted: deque[float] = deque()
         self._today = 0
         self._faults: list[Fault] = []
@@ -142,6 +167,21 @@ class EtsyStub:
             self._holds.append(hold)
         return hold
 
+    def add_draft(self, title: str, **fields: Any) -> int:
+        """A draft listing already in the shop (made by the seller or an earlier run)."""
+        form = {
+            "title": title, "description": "made elsewhere", "price": "10", "quantity": "1",
+            "who_made": "i_did", "when_made": "made_to_order", "taxonomy_id": "1",
+            "shipping_profile_id": str(self.shipping_profiles[0]["shipping_profile_id"]),
+            "readiness_state_id": str(self.readiness_states[0]["readiness_state_id"]),
+            **{k: str(v) for k, v in fields.items()},
+        }  # fmt: skip
+        with self.lock:
+            status, body = self._create(form)
+        if status != 201:
+            raise ValueError(body["error"])
+        return int(body["listing_id"])
+
     def max_requests_in_a_second(self, window_s: float = 1.0) -> int:
         """The most requests (admitted or not) that arrived within any `window_s`."""
         times = sorted(r.at for r in self.requests if r.endpoint != "token")
@@ -185,6 +225,7 @@ class EtsyStub:
         """Returns (status, headers, json body, hold to wait on after answering is decided)."""
         url = urlsplit(target)
         endpoint, args = _route(method, url.path)
+        self._seen.request = (url.path, headers.get("content-type", "").split(";")[0])
         now = time.time()
         with self.lock:
             fault = next((f for f in self._faults if f.remaining > 0), None)
@@ -230,7 +271,8 @@ class EtsyStub:
         return result
 
     def _log(self, now: float, method: str, endpoint: str, status: int, headers: dict, body: Any):
-        self.requests.append(Request(now, method, endpoint, status))
+        path, content_type = getattr(self._seen, "request", ("", ""))
+        self.requests.append(Request(now, method, endpoint, status, path, content_type))
         return status, headers, body
 
     def _token(self, body: bytes) -> tuple[int, dict, dict]:
@@ -265,18 +307,22 @@ class EtsyStub:
         if endpoint == "createDraftListing":
             return self._create(_form(body))
         if endpoint == "getListingsByShop":
-            params = {k: v[0] for k, v in parse_qs(query).items()}
-            rows = [
-                dict(v)
-                for v in self.listings.values()
-                if v["state"] == params.get("state", "active")
-            ]
-            rows.sort(
-                key=lambda r: r["created_timestamp"],
-                reverse=params.get("sort_order", "desc") == "desc",
-            )
-            rows = rows[: int(params.get("limit", 25))]
-            return 200, {"count": len(rows), "results": rows}
+            return self._listings_by_shop({k: v[0] for k, v in parse_qs(query).items()})
+        if endpoint == "getShopShippingProfiles":
+            return 200, {
+                "count": len(self.shipping_profiles),
+                "results": [dict(p) for p in self.shipping_profiles],
+            }
+        if endpoint == "getShopReadinessStateDefinitions":
+            return 200, {
+                "count": len(self.readiness_states),
+                "results": [dict(p) for p in self.readiness_states],
+            }
+        if endpoint == "getShopReturnPolicies":
+            return 200, {
+                "count": len(self.return_policies),
+                "results": [dict(p) for p in self.return_policies],
+            }
         listing = self.listings.get(args.get("listing_id", -1))
         if listing is None:
             return 404, {"error": f"Listing {args.get('listing_id')} not found"}
@@ -287,7 +333,59 @@ class EtsyStub:
             return 200, {"count": len(found), "results": [dict(i) for i in found]}
         if endpoint == "uploadListingImage":
             return self._upload_image(listing, headers.get("content-type", ""), body)
+        if endpoint == "getListingInventory":
+            return 200, self.inventories[listing["listing_id"]]
+        if endpoint == "updateListingInventory":
+            return self._update_inventory(listing, headers.get("content-type", ""), body)
         return 404, {"error": "Resource not found"}
+
+    def _listings_by_shop(self, params: dict[str, str]):
+        """Paged with limit (1-100, default 25) and offset. `sort_on` applies only with
+        search options (the spec): without them, the order is the stub's own (oldest
+        first), so a client that trusts a sort order misses new drafts of a large shop."""
+        try:
+            limit, offset = int(params.get("limit", 25)), int(params.get("offset", 0))
+        except ValueError:
+            return 400, {"error": "limit and offset must be integers"}
+        if not 1 <= limit <= 100 or offset < 0:
+            return 400, {"error": "limit must be between 1 and 100, offset at least 0"}
+        rows = [
+            dict(v) for v in self.listings.values() if v["state"] == params.get("state", "active")
+        ]
+        rows.sort(key=lambda r: r["listing_id"])
+        return 200, {"count": len(rows), "results": rows[offset : offset + limit]}
+
+    def _update_inventory(self, listing: dict[str, Any], content_type: str, body: bytes):
+        if "application/json" not in content_type:
+            return 400, {"error": "updateListingInventory takes a JSON body"}
+        try:
+            products = json.loads(body)["products"]
+            offering = products[0]["offerings"][0]
+            price, quantity = float(offering["price"]), int(offering["quantity"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            return 400, {
+                "error": "products: expected products[].offerings[] with price and quantity"
+            }
+        if price < 0.2:
+            return 400, {"error": "price must be at least 0.20"}
+        if not 0 <= quantity <= 999:
+            return 400, {"error": "quantity must be an integer between 0 and 999"}
+        listing["price"] = _money(str(price))
+        listing["quantity"] = quantity
+        self.inventories[listing["listing_id"]] = self._inventory(listing, products)
+        return 200, self.inventories[listing["listing_id"]]
+
+    def _inventory(self, listing: dict[str, Any], products: list | None = None) -> dict[str, Any]:
+        given = (products or [{}])[0]
+        return {
+            "products": [{
+                "product_id": listing["listing_id"] * 10, "sku": given.get("sku", ""),
+                "is_deleted": False, "property_values": [],
+                "offerings": [{"offering_id": listing["listing_id"] * 100, "quantity": listing["quantity"],
+                               "is_enabled": True, "is_deleted": False, "price": listing["price"]}],
+            }],
+            "price_on_property": [], "quantity_on_property": [], "sku_on_property": [],
+        }  # fmt: skip
 
     def _shop(self) -> dict[str, Any]:
         return {
@@ -321,14 +419,35 @@ class EtsyStub:
             return "taxonomy_id must be an integer"
         if "who_made" in form and form["who_made"] not in WHO_MADE:
             return f"who_made must be one of {', '.join(sorted(WHO_MADE))}"
-        if "when_made" in form and form["when_made"] not in WHEN_MADE:
-            return "when_made is not a valid value"
+        if "when_made" in form and form["when_made"] not in when_made_now():
+            return f"when_made must be one of {', '.join(sorted(when_made_now()))}"
+        if "title" in form and any(form["title"].count(c) > 1 for c in TITLE_ONCE):
+            return "title may contain the characters %, :, & and + no more than once each"
         if form.get("tags"):
             tags = [t.strip() for t in form["tags"].split(",") if t.strip()]
             if len(tags) > 13:
                 return "tags: a listing can have at most 13 tags"
             if any(len(t) > 20 for t in tags):
                 return "tags: each tag must be 20 characters or fewer"
+            if any(not TAG_PATTERN.match(t) for t in tags):
+                return "tags may only contain letters, numbers, whitespace, -, ', ™, © and ®"
+            if len({t.lower() for t in tags}) != len(tags):
+                return "tags must be unique"
+        listing_type = form.get("type", "physical")
+        if listing_type not in LISTING_TYPES:
+            return f"type must be one of {', '.join(sorted(LISTING_TYPES))}"
+        for name, known in (
+            ("shipping_profile_id", self.shipping_profiles),
+            ("readiness_state_id", self.readiness_states),
+            ("return_policy_id", self.return_policies),
+        ):
+            if form.get(name) and int(form[name]) not in {p[name] for p in known}:
+                return f"{name} {form[name]} does not belong to this shop"
+        if required and listing_type == "physical":
+            if not form.get("shipping_profile_id"):
+                return "A shipping_profile_id is required for physical listings."
+            if not form.get("readiness_state_id"):
+                return "A readiness_state_id is required for physical listings."
         return None
 
     def _create(self, form: dict[str, str]):
@@ -348,28 +467,30 @@ class EtsyStub:
             "num_favorers": 0, "non_taxable": False, "is_taxable": True, "is_customizable": False,
             "is_personalizable": False, "listing_type": form.get("type", "physical"),
             "tags": [t.strip() for t in form.get("tags", "").split(",") if t.strip()],
-            "materials": [], "shipping_profile_id": None, "return_policy_id": None,
+            "materials": [], "shipping_profile_id": _int_or_none(form.get("shipping_profile_id")),
+            "return_policy_id": _int_or_none(form.get("return_policy_id")),
+            "readiness_state_id": _int_or_none(form.get("readiness_state_id")),
             "who_made": form["who_made"], "when_made": form["when_made"],
             "is_supply": form.get("is_supply") == "true", "taxonomy_id": int(form["taxonomy_id"]),
             "price": _money(form["price"]), "views": 0,
         }  # fmt: skip
         self.listings[listing_id] = listing
         self.images[listing_id] = []
+        self.inventories[listing_id] = self._inventory(listing)
         return 201, dict(listing)
 
     def _update(self, listing: dict[str, Any], form: dict[str, str]):
         problem = self._check_listing_fields(form, required=False)
         if problem:
             return 400, {"error": problem}
-        for key in ("title", "description", "who_made", "when_made"):
+        # updateListing has no price or quantity (they live in the inventory): like Etsy,
+        # the stub ignores them here.
+        for key in ("title", "description", "who_made", "when_made", "type"):
             if key in form:
                 listing[key] = form[key]
-        if "quantity" in form:
-            listing["quantity"] = int(form["quantity"])
-        if "taxonomy_id" in form:
-            listing["taxonomy_id"] = int(form["taxonomy_id"])
-        if "price" in form:
-            listing["price"] = _money(form["price"])
+        for key in ("taxonomy_id", "shipping_profile_id", "readiness_state_id", "return_policy_id"):
+            if key in form:
+                listing[key] = int(form[key])
         if "tags" in form:
             listing["tags"] = [t.strip() for t in form["tags"].split(",") if t.strip()]
         listing["updated_timestamp"] = listing["last_modified_timestamp"] = int(time.time())
@@ -393,7 +514,7 @@ class EtsyStub:
             return 400, {"error": f"image: a listing can have at most {MAX_IMAGES} images"}
         rank_raw = parts.get("rank", b"").decode() or str(len(found) + 1)
         if not rank_raw.isdigit() or not 1 <= int(rank_raw) <= MAX_IMAGES:
-            return 400, {"error": "rank must be an integer between 1 and 10"}
+            return 400, {"error": f"rank must be an integer between 1 and {MAX_IMAGES}"}
         image_id = self._next_image
         self._next_image += 1
         width, height = _jpeg_size(image)
@@ -421,6 +542,11 @@ _ROUTES = [
     ("PATCH", re.compile(r"^/v3/application/shops/(?P<shop_id>\d+)/listings/(?P<listing_id>\d+)$"), "updateListing"),
     ("POST", re.compile(r"^/v3/application/shops/(?P<shop_id>\d+)/listings/(?P<listing_id>\d+)/images$"), "uploadListingImage"),
     ("GET", re.compile(r"^/v3/application/listings/(?P<listing_id>\d+)/images$"), "getListingImages"),
+    ("GET", re.compile(r"^/v3/application/listings/(?P<listing_id>\d+)/inventory$"), "getListingInventory"),
+    ("PUT", re.compile(r"^/v3/application/listings/(?P<listing_id>\d+)/inventory$"), "updateListingInventory"),
+    ("GET", re.compile(r"^/v3/application/shops/(?P<shop_id>\d+)/shipping-profiles$"), "getShopShippingProfiles"),
+    ("GET", re.compile(r"^/v3/application/shops/(?P<shop_id>\d+)/readiness-state-definitions$"), "getShopReadinessStateDefinitions"),
+    ("GET", re.compile(r"^/v3/application/shops/(?P<shop_id>\d+)/policies/return$"), "getShopReturnPolicies"),
 ]  # fmt: skip
 
 
@@ -450,6 +576,10 @@ def _multipart(content_type: str, body: bytes) -> dict[str, bytes] | None:
         if name:
             parts[str(name)] = part.get_payload(decode=True) or b""
     return parts
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value else None
 
 
 def _money(price: str) -> dict[str, Any]:

@@ -30,7 +30,8 @@ dog.png,Happy dog,,19,,,
     assert rows["cat.png"] == {
         "title": "Sunset cat", "description": "A cat at sunset", "price": 24.5, "quantity": 5,
         "taxonomy_id": 482, "tags": ["cat", "sunset"], "who_made": "i_did",
-        "when_made": "made_to_order", "is_supply": False,
+        "when_made": "made_to_order", "is_supply": False, "type": "physical",
+        "shipping_profile_id": None, "readiness_state_id": None, "return_policy_id": None,
     }  # fmt: skip
     assert rows["dog.png"]["description"] == "Printed to order."
     assert (rows["dog.png"]["quantity"], rows["dog.png"]["taxonomy_id"]) == (3, 482)
@@ -70,11 +71,11 @@ a.png,A again,desc,10,482,1,
         read_manifest(manifest)
     message = str(caught.value)
     assert str(manifest) in message
-    assert "row 2 (a.png): missing title" in message
-    assert "row 3 (b.png): price 'abc' is not a number" in message
-    assert "row 4 (c.png): quantity '1.5' is not a whole number" in message
-    assert "row 4 (c.png): who_made 'robot'" in message
-    assert "row 4 (c.png): missing description" in message
+    assert "row 2 (a.png): title: missing" in message
+    assert "row 3 (b.png): price: 'abc' is not a number" in message
+    assert "row 4 (c.png): quantity: '1.5' is not a whole number" in message
+    assert "row 4 (c.png): who_made: 'robot'" in message
+    assert "row 4 (c.png): description: missing" in message
     assert "row 5 (a.png): a.png appears more than once" in message
 
 

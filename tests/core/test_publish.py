@@ -89,14 +89,14 @@ def test_edited_listing_content_updates_the_same_listing(stub, store, tmp_path) 
     assert len(stub.listings) == 1 and stub.count("updateListing") == 1
 
 
-def test_eleven_mockups_ten_images_and_the_reason(stub, store, tmp_path) -> None:
+def test_twenty_one_mockups_twenty_images_and_the_reason(stub, store, tmp_path) -> None:
     nas = LocalNas(tmp_path / "nas")
-    design_id = design_with_mockups(store, nas, tmp_path, mockups=11)
+    design_id = design_with_mockups(store, nas, tmp_path, mockups=21)
     client = client_for(stub, stub.authorize())
     outcome = publish_design(store, client, str(stub.shop_id), design_id, nas.read_bytes)
-    assert len(outcome.images) == 10 and len(stub.images[outcome.listing_id]) == 10
-    assert [s["template_id"] for s in outcome.skipped] == ["t10"]
-    assert "at most 10 images" in outcome.skipped[0]["reason"]
+    assert len(outcome.images) == 20 and len(stub.images[outcome.listing_id]) == 20
+    assert [s["template_id"] for s in outcome.skipped] == ["t20"]
+    assert "at most 20 images" in outcome.skipped[0]["reason"]
     assert stub.count("uploadListingImage", 400) == 0  # the cap is kept, not hit
 
 

@@ -95,6 +95,19 @@ def test_upload_mockups_listing_end_to_end(designflow_env, stub, etsy_block) -> 
     assert stub.count("uploadListingImage") == 4
     store = ListingCatalog(Catalog(designflow_env.database_url))
     assert {store.listing(d, str(stub.shop_id)).status for d in ids} == {"complete"}
+    # The seller edits a price in the manifest and publishes again (publish --listings):
+    # it reaches the listing's inventory, the other listing is left alone.
+    listings.write_text(listings.read_text().replace('"24.50"', '"27.00"'))
+    edited = publish_listing(ids, listings_manifest=str(listings))
+    actions = {o["design_id"]: o["action"] for o in edited["listings"]}
+    assert sorted(actions.values()) == ["existing", "updated"]
+    cat = next(v for v in stub.listings.values() if v["title"] == "Sunset cat tee")
+    assert cat["price"]["amount"] == 2700
+    assert stub.count("updateListingInventory") == 1 and stub.count("createDraftListing") == 2
+    # the profiles were the shop's own, looked up once for the run
+    assert cat["shipping_profile_id"] == stub.shipping_profiles[0]["shipping_profile_id"]
+    calls = [(r.method, r.path, r.content_type) for r in stub.requests if r.status < 400]
+    print("HTTP calls of the runs:\n" + "\n".join(f"{m} {p} {c}" for m, p, c in calls))
 
 
 def test_rotated_tokens_are_written_back_to_the_block(designflow_env, stub, etsy_block) -> None:
