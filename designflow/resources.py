@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ class EtsyNotConfigured(LookupError):
 class EtsyShop:
     client: EtsyClient
     shop_id: str
+    # Profile ids from the shop's settings, for listings whose content names none.
+    profile_defaults: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

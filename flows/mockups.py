@@ -17,7 +17,7 @@ from designflow.tasks.resources import release_nas
 from designflow.tasks.retry import io_retry_delays
 
 
-@flow(name="generate-mockups", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="generate-mockups", task_runner=ThreadPoolTaskRunner(max_workers=4), persist_result=True)
 def generate_mockups(
     design_ids: list[int],
     template_ids: list[str],

@@ -24,7 +24,7 @@ from designflow.tasks.etsy import (
 )
 
 
-@flow(name="publish-listing", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="publish-listing", task_runner=ThreadPoolTaskRunner(max_workers=4), persist_result=True)
 def publish_listing(design_ids: list[int], listings_manifest: str | None = None) -> dict:
     """Create (once) the Etsy draft listing of each design from its listing content and
     upload its mockups as listing images (at most 20). Skipped, not failed, without Etsy

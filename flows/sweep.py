@@ -11,7 +11,7 @@ from designflow.ingest.inbox import SweepBusy, sweep_lock, user_folder
 from designflow.tasks.inbox import file_swept, scan_user_inbox
 
 
-@flow(name="sweep-inbox")
+@flow(name="sweep-inbox", persist_result=True)
 def sweep_inbox(
     inbox: str,
     user_id: str | None = None,

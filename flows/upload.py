@@ -70,7 +70,10 @@ class UploadIncomplete(RuntimeError):
 # The upload flow's own runner decodes ahead: while batch N waits on the NAS and the catalog,
 # the fingerprints of batch N+1 are being computed (decoding is the dominant cost).
 @flow(
-    name="upload-designs", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=4)
+    name="upload-designs",
+    validate_parameters=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    persist_result=True,
 )
 def upload_designs(
     paths: list[str],

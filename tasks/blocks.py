@@ -66,6 +66,14 @@ class EtsyShopBlock(Block):
     refresh_token: SecretStr = Field(description="OAuth refresh token (rotated on each use)")
     access_token: SecretStr | None = Field(default=None, description="current access token")
     access_expires_at: float = Field(default=0.0, description="epoch seconds")
+    # Defaults for listings whose manifest names none (the shop's only one otherwise).
+    shipping_profile_id: int | None = Field(
+        default=None, description="shipping profile of physical listings"
+    )
+    readiness_state_id: int | None = Field(
+        default=None, description="processing profile (readiness state) of physical listings"
+    )
+    return_policy_id: int | None = Field(default=None, description="return policy of listings")
 
 
 class BlockTokenStore:

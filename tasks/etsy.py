@@ -51,7 +51,7 @@ def fetch_profiles(design_ids: list[int]) -> dict[str, int]:
     once per run; fails before any listing is created when the choice is not clear."""
     shop = etsy_shop()
     drafts = list(_store().drafts(design_ids).values())
-    return resolve_profiles(shop.client, shop.shop_id, drafts)
+    return resolve_profiles(shop.client, shop.shop_id, drafts, shop.profile_defaults)
 
 
 @task(name="etsy-create-listing", task_run_name="listing for design {design_id}", **io_retry())

@@ -21,7 +21,9 @@ def _run_name() -> str:
 # No retries: a file that cannot be decoded will not decode on a second try, and a file that
 # cannot be read is the seller's to fix. No cache: a path's content can change between runs.
 # No tags: a tagged task asks the server for concurrency slots on every run (~0.5 s each).
-@task(name="fingerprint-design", task_run_name=_run_name, cache_policy=NO_CACHE)
+@task(
+    name="fingerprint-design", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False
+)
 def fingerprint_file(path: str) -> Fingerprint | RejectedFile:
     try:
         return fingerprint_design(path, current_settings().limits)

@@ -10,12 +10,12 @@ from prefect.cache_policies import NO_CACHE
 from designflow.ingest.inbox import InboxScan, move_processed, move_quarantined, scan_inbox
 
 
-@task(name="scan-inbox", cache_policy=NO_CACHE)
+@task(name="scan-inbox", cache_policy=NO_CACHE, persist_result=False)
 def scan_user_inbox(folder: str, settle_seconds: float) -> InboxScan:
     return scan_inbox(Path(folder), settle_seconds)
 
 
-@task(name="file-swept-designs", cache_policy=NO_CACHE)
+@task(name="file-swept-designs", cache_policy=NO_CACHE, persist_result=False)
 def file_swept(folder: str, report: dict, outside: list[str]) -> dict:
     """Move what the upload accounted for: stored and duplicates to processed/, rejected to
     quarantine/ with the reason. Failed files stay for the next sweep."""

@@ -63,7 +63,13 @@ def mockup_queue_figures() -> tuple[int | None, float | None]:
     return waiting, (failed / finished if finished else 0.0)
 
 
-@task(name="record-run-metrics", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
+@task(
+    name="record-run-metrics",
+    retries=2,
+    retry_delay_seconds=[1, 3],
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def record_run_metrics(report: dict, started_at: datetime) -> dict:
     timings = report.get("timings_ms", {})
     counts = report.get("counts", {})

@@ -135,6 +135,7 @@ def trigger_mockup_run(
     retry_delay_seconds=[1, 4],
     retry_jitter_factor=0.5,
     cache_policy=NO_CACHE,
+    persist_result=False,
 )
 def enqueue_mockups(
     design_ids: list[int], template_ids: list[str], priority: str, upload_run_id: str | None

@@ -61,7 +61,12 @@ def _etsy_from_block(block_name: str, settings: Settings) -> EtsyShop:
         BlockTokenStore(block_name), per_second=settings.etsy_per_second,
         retry=RetryPolicy(base_s=settings.etsy_backoff_s),
     )  # fmt: skip
-    return EtsyShop(client, block.shop_id)
+    defaults = {
+        name: int(value)
+        for name in ("shipping_profile_id", "readiness_state_id", "return_policy_id")
+        if (value := getattr(block, name, None)) is not None
+    }
+    return EtsyShop(client, block.shop_id, defaults)
 
 
 BLOCKS = BlockReaders(

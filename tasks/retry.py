@@ -38,6 +38,9 @@ def io_retry(**overrides) -> dict:
         retry_jitter_factor=IO_RETRY_JITTER,
         retry_condition_fn=worth_retrying,
         cache_policy=NO_CACHE,
+        # Only the flows' own results are kept (for `designflow status` and the UI): a
+        # persisted result per task would write a file for every design and stage.
+        persist_result=False,
     )
     options.update(overrides)
     return options

@@ -8,6 +8,7 @@ problems found by `verify`), 2 a usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import typer
@@ -19,6 +20,10 @@ from designflow.cli.app import app, err
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else None
+    # Prefect's temporary server gets 20 s to start; a first run (its database is created)
+    # on a busy 2-core machine took longer. No telemetry from a seller's machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         code = app(args=args, standalone_mode=False, prog_name="designflow")
     except TyperException as exc:  # a usage error: the message (or help) and exit code 2

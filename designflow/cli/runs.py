@@ -38,6 +38,11 @@ def worker(
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="how often to ask for new runs"),
     work_queue: list[str] = typer.Option([], "--work-queue", help="only these queues (repeatable)"),
     name: str | None = typer.Option(None, "--name", help="worker name shown in the UI"),
+    limit: int = typer.Option(
+        max(1, (os.cpu_count() or 2) // 2), "--limit",
+        help="runs at once (default: one per two cores; each run already works in 4 threads). "
+        "Queue priorities decide which run starts only while the worker is at its limit",
+    ),
 ) -> int:  # fmt: skip
     """Run a Prefect process worker for the work pool."""
     from designflow.settings import Settings
@@ -54,6 +59,7 @@ def worker(
         cmd += ["--work-queue", queue]
     if name:
         cmd += ["--name", name]
+    cmd += ["--limit", str(limit)]
     # Become the worker (exec), so signals such as Ctrl-C and SIGTERM reach it directly.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -90,9 +96,10 @@ def serve(
     sys.stdout.flush()
     try:
         prefect_serve(*deployments, limit=limit)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Prefect's runner ends a SIGTERM with an exit
         pass
     out("stopped")
+    sys.stdout.flush()
     return 0
 
 

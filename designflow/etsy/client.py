@@ -245,23 +245,19 @@ class EtsyClient:
         )
 
     def shipping_profiles(self, shop_id: str) -> list[dict[str, Any]]:
-        body = self._call(
-            "getShopShippingProfiles", "GET",
-            f"/v3/application/shops/{_id(shop_id)}/shipping-profiles",
-        )  # fmt: skip
-        return list(body.get("results", []))
+        return self._results("getShopShippingProfiles", shop_id, "shipping-profiles")
 
     def readiness_state_definitions(self, shop_id: str) -> list[dict[str, Any]]:
-        body = self._call(
-            "getShopReadinessStateDefinitions", "GET",
-            f"/v3/application/shops/{_id(shop_id)}/readiness-state-definitions",
-        )  # fmt: skip
-        return list(body.get("results", []))
+        return self._results(
+            "getShopReadinessStateDefinitions", shop_id, "readiness-state-definitions"
+        )
 
     def return_policies(self, shop_id: str) -> list[dict[str, Any]]:
-        body = self._call(
-            "getShopReturnPolicies", "GET", f"/v3/application/shops/{_id(shop_id)}/policies/return"
-        )
+        return self._results("getShopReturnPolicies", shop_id, "policies/return")
+
+    def _results(self, operation: str, shop_id: str, resource: str) -> list[dict[str, Any]]:
+        """A shop's list resource (its `results`)."""
+        body = self._call(operation, "GET", f"/v3/application/shops/{_id(shop_id)}/{resource}")
         return list(body.get("results", []))
 
     def upload_listing_image(

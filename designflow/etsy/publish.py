@@ -46,15 +46,19 @@ PROFILE_KINDS = (
 
 
 def resolve_profiles(
-    client: EtsyClient, shop_id: str, drafts: list[dict[str, Any]]
-) -> dict[str, int]:
-    """The shop's own profile of each kind some physical listing does not name, looked up
-    once (per run): exactly one of a kind is used; none or several is an error before
-    anything is created, naming the setting to fill and the shop's choices."""
+    client: EtsyClient, shop_id: str, drafts: list[dict[str, Any]],
+    defaults: dict[str, int] | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """For each kind some physical listing does not name: the Etsy block's default, else the
+    shop's own, looked up once (per run): exactly one of a kind is used; none or several is
+    an error before anything is created, naming the setting to fill and the shop's choices."""
     physical = [d for d in drafts if d.get("type", "physical") in ("physical", "both")]
     resolved: dict[str, int] = {}
     for kind in PROFILE_KINDS:
         if not any(d.get(kind.field) is None for d in physical):
+            continue
+        if defaults and defaults.get(kind.field) is not None:
+            resolved[kind.field] = int(defaults[kind.field])
             continue
         choices = getattr(client, kind.read)(shop_id)
         if len(choices) == 1:
@@ -63,7 +67,8 @@ def resolve_profiles(
             listed = "; ".join(f"{c[kind.field]} ({_profile_label(c)})" for c in choices)
             raise ListingProfileError(
                 f"a physical listing needs a {kind.what}: give one as the manifest's "
-                f"{kind.field} column or {kind.setting}; the shop has "
+                f"{kind.field} column, {kind.setting} or the Etsy block's {kind.field}; "
+                "the shop has "
                 + (f"{len(choices)}: {listed}" if choices else "none (create one on Etsy)")
             )
     return resolved
@@ -127,7 +132,7 @@ def plan_images(
     planned = [
         ImagePlan(int(m["id"]), str(m["template_id"]), str(m["nas_path"]), rank,
                   f"{title} ({m['template_id']} mockup)"[:250])
-        for rank, m in enumerate(ordered[:MAX_LISTING_IMAGES], start=1)
+        for rank, m in enumerate(ordered[:limit], start=1)
     ]  # fmt: skip
     skipped = [
         {

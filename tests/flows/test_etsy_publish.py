@@ -152,8 +152,8 @@ def test_bad_manifest_fails_before_anything_is_stored(designflow_env, stub, etsy
     )
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
-    assert "bad.csv" in message and "row 2 (cat.png): missing title" in message
-    assert "price 'x' is not a number" in message
+    assert "bad.csv" in message and "row 2 (cat.png): title: missing" in message
+    assert "price: 'x' is not a number" in message
     assert Catalog(designflow_env.database_url).count_designs("shop4") == 0
     assert not (designflow_env.nas_root / "users").exists()
     assert stub.requests == []
@@ -162,6 +162,8 @@ def test_bad_manifest_fails_before_anything_is_stored(designflow_env, stub, etsy
 def test_eleven_mockups_ten_images_and_the_report_says_why(
     designflow_env, stub, etsy_block, tmp_path, monkeypatch
 ) -> None:
+    # Etsy takes 20; a seller's own cap of 10 (the setting) is kept and reported.
+    monkeypatch.setenv("DESIGNFLOW_ETSY_MAX_IMAGES", "10")
     templates = tmp_path / "templates"
     names = [f"shirt{n:02d}" for n in range(11)]
     for name in names:

@@ -62,8 +62,11 @@ def test_installed_wheel_uploads_from_outside_the_checkout(
     elsewhere.mkdir()
     designs = elsewhere / "designs"
     shutil.copytree(ROOT / "examples" / "designs", designs)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PREFECT_API_URL")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    from prefect.settings import PREFECT_API_URL
+
+    # The session's Prefect server (test_cli.py covers the temporary one).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
     located = subprocess.run(
         [str(python), "-c", "import designflow.flows.upload as m; print(m.__file__)"],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=True,

@@ -24,8 +24,8 @@ def test_children_of_a_killed_upload_exit_within_ten_seconds(
     server = start_sftp_server(tmp_path / "sftp")
     folder = designflow_env.inputs / "kill-me"
     folder.mkdir()
-    for i in range(40):
-        images.noisy_png(folder / f"n{i}.png", seed=4000 + i, size=(900, 900))
+    for i in range(24):
+        images.noisy_png(folder / f"n{i}.png", seed=4000 + i, size=(800, 800))
     # No PREFECT_API_URL: the command starts Prefect's temporary server as its child.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(server.env(), PREFECT_HOME=str(tmp_path / "prefect-home"),
