@@ -154,7 +154,9 @@ class DesignRepository(Database):
         stale_after_s: float = CLAIM_STALE_S,
     ) -> dict[str, uuid.UUID]:  # fmt: skip
         """Claim the right to store these contents for `batch_id`. Returns the contents
-        another live batch holds (sha256 -> its batch); a stale claim is taken over."""
+        another live batch holds (sha256 -> its batch). A claim is live while the session
+        that made it is open (the claimer's process holds it in its pool) and younger than
+        `stale_after_s`; any other is taken over."""
         if not sha256s:
             return {}
         with self.connect() as conn, conn.transaction():
@@ -162,12 +164,16 @@ class DesignRepository(Database):
                 row[0]
                 for row in conn.execute(
                     """
-                    INSERT INTO design_claims (user_id, sha256, batch_id)
-                    SELECT %(user)s, sha, %(batch)s FROM unnest(%(shas)s::text[]) AS sha
+                    INSERT INTO design_claims (user_id, sha256, batch_id, backend_pid)
+                    SELECT %(user)s, sha, %(batch)s, pg_backend_pid()
+                    FROM unnest(%(shas)s::text[]) AS sha
                     ON CONFLICT (user_id, sha256) DO UPDATE
-                        SET batch_id = EXCLUDED.batch_id, claimed_at = now()
+                        SET batch_id = EXCLUDED.batch_id, claimed_at = now(),
+                            backend_pid = EXCLUDED.backend_pid
                         WHERE design_claims.batch_id = EXCLUDED.batch_id
                            OR design_claims.claimed_at < now() - make_interval(secs => %(stale)s)
+                           OR NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                                          WHERE pid = design_claims.backend_pid)
                     RETURNING sha256
                     """,
                     {
@@ -207,6 +213,7 @@ class DesignRepository(Database):
                 LEFT JOIN design_images d ON d.user_id = %(user)s AND d.sha256 = s.sha
                 LEFT JOIN design_claims c ON c.user_id = %(user)s AND c.sha256 = s.sha
                     AND c.claimed_at >= now() - make_interval(secs => %(stale)s)
+                    AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = c.backend_pid)
                 """,
                 {"user": user_id, "shas": list(sha256s), "stale": stale_after_s},
             ).fetchall()

@@ -192,3 +192,18 @@ def test_a_crashed_attempts_draft_is_found_among_250_and_adopted(
     assert stub.count("createDraftListing") == created_before and len(stub.listings) == 251
     pages = [r for r in stub.requests if r.endpoint == "getListingsByShop"]
     assert len(pages) == 3  # 251 drafts, 100 a page: the crashed one is on the last
+
+
+def test_the_etsy_blocks_profiles_come_before_a_look_up(stub) -> None:
+    from designflow.etsy.publish import resolve_profiles
+
+    client = client_for(stub, stub.authorize())
+    stub.shipping_profiles.append({"shipping_profile_id": 200000002, "title": "Express"})
+    defaults = {
+        "shipping_profile_id": 200000002,
+        "readiness_state_id": 300000001,
+        "return_policy_id": 400000001,
+    }
+    assert resolve_profiles(client, str(stub.shop_id), [PLAIN], defaults) == defaults
+    assert stub.count("getShopShippingProfiles") == 0  # two on the shop, but the block named one
+    assert resolve_profiles(client, str(stub.shop_id), [dict(PLAIN, type="download")]) == {}
