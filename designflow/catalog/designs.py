@@ -324,21 +324,6 @@ class DesignRepository(Database):
             for q, id_, pd, dd, path in rows
         ]
 
-    def full_scan_near(
-        self, user_id: str, phash: int, distance: int, kind: str = TRIMMED
-    ) -> list[tuple[int, int]]:
-        """Reference answer: (design id, distance) by scanning every active design."""
-        sql = (
-            "SELECT id, bit_count((nd_phash # %s)::bit(64))::int FROM design_images"
-            " WHERE user_id = %s AND is_active AND bit_count((nd_phash # %s)::bit(64)) <= %s"
-            if kind == TRIMMED
-            else "SELECT id, bit_count((phash # %s)::bit(64))::int FROM design_images"
-            " WHERE user_id = %s AND is_active AND bit_count((phash # %s)::bit(64)) <= %s"
-        )
-        with self.connect() as conn:
-            rows = conn.execute(sql, (phash, user_id, phash, distance)).fetchall()
-        return sorted((r[0], r[1]) for r in rows)
-
     def rows_to_backfill(self, limit: int = 500) -> list[tuple[int, str, str]]:
         with self.connect() as conn:
             return [

@@ -34,8 +34,13 @@ def test_fingerprint_fields_and_stable_sha(tmp_path: Path) -> None:
     import hashlib
 
     assert fp.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    for value in (fp.phash, fp.ahash, fp.dhash, fp.whash):
-        assert -(1 << 63) <= value < (1 << 63)
+    # Each hash is the one imagehash gives for the image as it looks, at full size (whash
+    # from our 512 px reduction may differ in a bit or two).
+    full = images.flatten(Image.open(path).convert("RGBA")).convert("RGB")
+    assert fp.phash == hash_to_int(imagehash.phash(full))
+    assert fp.ahash == hash_to_int(imagehash.average_hash(full))
+    assert fp.dhash == hash_to_int(imagehash.dhash(full))
+    assert hamming(fp.whash, hash_to_int(imagehash.whash(full))) <= 4
     assert fingerprint_design(path) == fp  # deterministic
 
 
@@ -208,8 +213,20 @@ def test_png_fast_path_reduces_in_strips_exactly(mode: str, size: tuple[int, int
     small = (max(1, cols // factor), max(1, rows // factor))
     expected = fingerprint._reduce_whole(decoded, rows, cols, small)
     got = fingerprint._decode_png_reduced(data, target, decoded.shape)
-    assert got.size == expected.size
+    assert got.size == expected.size == small
     assert np.array_equal(np.asarray(got), np.asarray(expected))
+    # And both are what the definition says, computed independently in floating point:
+    # grey (ITU-R 601), premultiplied by alpha, box-averaged, flattened on white.
+    pixels = decoded[:rows, :cols].astype(np.float64)
+    grey = pixels[..., :3] @ np.array([0.299, 0.587, 0.114])
+    alpha = pixels[..., 3] if mode == "RGBA" else np.full(grey.shape, 255.0)
+
+    def box_mean(plane):
+        out_w, out_h = small
+        return plane.reshape(out_h, plane.shape[0] // out_h, out_w, -1).mean(axis=(1, 3))
+
+    reference = box_mean(grey * alpha / 255) + 255 - box_mean(alpha)
+    assert np.abs(np.asarray(got, np.float64) - reference).max() <= 2
 
 
 def test_reused_decode_buffer_leaks_nothing_between_designs(tmp_path: Path) -> None:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ from designflow.storage.nas import (
     InvalidUserId,
     LocalNas,
     NasError,
+    NasFullError,
     SourceChangedError,
     check_user_id,
     design_path,
@@ -47,12 +52,52 @@ def test_changed_source_leaves_nothing(tmp_path: Path) -> None:
     assert [p for p in (tmp_path / "nas").rglob("*") if p.is_file()] == []
 
 
-def test_failed_write_cleans_temp_and_final(tmp_path: Path) -> None:
-    nas = LocalNas(tmp_path / "nas")
-    src = tmp_path / "missing.png"
-    with pytest.raises(FileNotFoundError):
-        nas.put_file(src, design_path("u1", "a" * 64, "png"), "a" * 64)
-    assert not list((tmp_path / "nas").rglob("*.part"))
+@pytest.fixture
+def one_mb_disk(tmp_path: Path):
+    """A 1 MB tmpfs (the CI runs as root): a write fails in the middle of the copy."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_failed_write_mid_copy_leaves_no_temporary(tmp_path: Path, one_mb_disk: Path) -> None:
+    nas = LocalNas(one_mb_disk)
+    src = tmp_path / "big.png"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    dest = design_path("u1", sha(src.read_bytes()), "png")
+    with pytest.raises(NasFullError, match="the NAS disk is full"):
+        nas.put_file(src, dest, sha(src.read_bytes()))
+    assert [p for p in one_mb_disk.rglob("*") if p.is_file()] == []  # no .part, no final
+    assert shutil.disk_usage(one_mb_disk).used < 64 * 1024  # the partial bytes were freed
+    small = tmp_path / "small.png"
+    small.write_bytes(b"x" * 1000)
+    assert nas.put_file(small, design_path("u1", sha(b"x" * 1000), "png"), sha(b"x" * 1000)).written
+
+
+def test_data_and_directory_synced_around_the_rename(tmp_path: Path, monkeypatch) -> None:
+    """The README: the file is flushed to disk before it is renamed into place, and the
+    directory entry after."""
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(a, b) -> None:
+        calls.append("rename")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    src = tmp_path / "in.png"
+    src.write_bytes(b"durable" * 100)
+    LocalNas(tmp_path / "nas").put_file(
+        src, design_path("u1", sha(src.read_bytes()), "png"), sha(src.read_bytes())
+    )
+    assert calls == ["fsync-file", "rename", "fsync-dir"]
 
 
 def test_design_path_layout() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from designflow.errors import is_transient
 from designflow.storage.nas import design_path
 from designflow.storage.sftp import (
     HostKeyError,
@@ -128,7 +132,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path, server) -> None:
         put(nas, src)
 
 
-def test_failure_mid_file_leaves_nothing_under_final_name(server, tmp_path: Path) -> None:
+def test_changed_source_leaves_nothing_under_final_name(server, tmp_path: Path) -> None:
     nas = make_nas(server)
     (src,) = source_files(tmp_path / "in", 1, size=2_000_000)
     data = src.read_bytes()
@@ -138,6 +142,55 @@ def test_failure_mid_file_leaves_nothing_under_final_name(server, tmp_path: Path
     assert not nas.exists(dest)
     assert nas.list_files() == []  # the temporary file was cleaned up too
     nas.close()
+
+
+def test_connection_cut_mid_file_leaves_nothing_under_final_name(server, tmp_path: Path) -> None:
+    """The server dies while the file is half sent: the source is a pipe that holds back its
+    second half until the first has reached the server's disk and the server is killed."""
+    half = 4 * 1024 * 1024
+    data = os.urandom(2 * half)
+    dest = design_path("u1", sha(data), "png")
+    pipe = tmp_path / "design.png"
+    os.mkfifo(pipe)
+    cut = threading.Event()
+
+    def writer() -> None:
+        with open(pipe, "wb") as sink:
+            sink.write(data[:half])
+            sink.flush()
+            cut.wait(60)
+            with contextlib.suppress(BrokenPipeError):
+                sink.write(data[half:])
+
+    feeding = threading.Thread(target=writer)
+    feeding.start()
+    nas = make_nas(server)
+    failure: list[BaseException] = []
+    sending = threading.Thread(target=lambda: _catch(failure, nas.put_file, pipe, dest, sha(data)))
+    sending.start()
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size >= half // 2 for p in server.root.rglob("*.part")):
+        assert time.monotonic() < deadline and sending.is_alive(), "nothing reached the server"
+        time.sleep(0.01)
+    server.kill()  # mid-file: half the bytes are on the server's disk
+    cut.set()
+    sending.join(60)
+    feeding.join(60)
+    assert len(failure) == 1 and is_transient(failure[0]), failure  # retried by the task
+    server.start()
+    assert not nas.exists(dest)  # a reader never sees a half design under its final name
+    src = tmp_path / "whole.png"
+    src.write_bytes(data)
+    assert nas.put_file(src, dest, sha(data)).written  # a fresh connection after the cut
+    assert nas.read_bytes(dest) == data
+    nas.close()
+
+
+def _catch(into: list, call, *args) -> None:
+    try:
+        call(*args)
+    except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        into.append(exc)
 
 
 def test_names_with_spaces_and_unicode(server, tmp_path: Path) -> None:

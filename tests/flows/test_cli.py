@@ -3,10 +3,13 @@ on Prefect's temporary server, the way the README runs it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from designflow.catalog.database import migrations_dir
@@ -14,7 +17,11 @@ from designflow.cli import main
 from tests import images
 from tests.conftest import DesignflowEnv
 
-REPORT_FIELDS = {"flow_run_id", "stored", "duplicates", "rejected"}
+# The README's stable `--json` fields and their types.
+REPORT_FIELDS = {
+    "flow_run_id": str, "stored": list, "duplicates": list, "rejected": list, "failed": list,
+    "user_id": str, "batches": int, "counts": dict, "timings_ms": dict,
+}  # fmt: skip
 
 
 def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
@@ -27,18 +34,50 @@ def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0  # completed, even with a rejected file
     report = json.loads(out)  # stdout is exactly one JSON object
-    assert REPORT_FIELDS <= set(report)
+    assert {k: type(report.get(k)) for k in REPORT_FIELDS} == REPORT_FIELDS
+    uuid.UUID(report["flow_run_id"])
+    assert report["user_id"] == "cli-user" and report["batches"] == 1 and report["failed"] == []
+    assert report["counts"] == {"stored": 2, "duplicates": 0, "rejected": 1, "failed": 0}
+    assert set(report["timings_ms"]) >= {"fingerprint", "dedup", "nas", "insert", "total"}
+    assert all(isinstance(v, int | float) and v >= 0 for v in report["timings_ms"].values())
     assert {Path(s["file"]).name for s in report["stored"]} == {"one.png", "two.png"}
-    assert set(report["stored"][0]) == {"file", "design_id", "sha256", "nas_path"}
-    assert report["rejected"] == [
-        {"file": str(folder / "bad.png"), "reason": report["rejected"][0]["reason"]}
-    ]
+    for stored in report["stored"]:
+        assert set(stored) == {"file", "design_id", "sha256", "nas_path"}
+        assert isinstance(stored["design_id"], int)
+        content = Path(stored["file"]).read_bytes()
+        assert stored["sha256"] == hashlib.sha256(content).hexdigest()
+        assert (designflow_env.nas_root / stored["nas_path"]).read_bytes() == content
+    [rejected] = report["rejected"]
+    assert rejected["file"] == str(folder / "bad.png")
+    assert "not a PNG, JPEG, WebP or GIF image" in rejected["reason"]
 
     code = main(["upload", str(folder), "--user", "cli-user", "--json"])
     again = json.loads(capsys.readouterr().out)
     assert code == 0
     assert {d["kind"] for d in again["duplicates"]} == {"exact"}
-    assert set(again["duplicates"][0]) >= {"file", "duplicate_of", "distance", "kind"}
+    ids = {s["file"]: s["design_id"] for s in report["stored"]}
+    for duplicate in again["duplicates"]:
+        assert set(duplicate) >= {"file", "duplicate_of", "distance", "kind", "nas_path"}
+        assert duplicate["duplicate_of"] == ids[duplicate["file"]] and duplicate["distance"] == 0
+    assert again["counts"] == {"stored": 0, "duplicates": 2, "rejected": 1, "failed": 0}
+
+
+def test_upload_with_failed_files_exits_1(
+    designflow_env: DesignflowEnv, monkeypatch, capsys
+) -> None:
+    """The README: exit code 1 when files are in `failed` (the NAS stayed unavailable)."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("DESIGNFLOW_NAS_URL", f"sftp://nobody@127.0.0.1:{port}/srv")
+    monkeypatch.setenv("DESIGNFLOW_NAS_PASSWORD", "unused")
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.05")
+    path = images.write_png(designflow_env.inputs / "unstored.png", seed=97)
+    code = main(["upload", str(path), "--user", "failing", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [f["file"] for f in report["failed"]] == [str(path)]
+    assert report["counts"]["failed"] == 1 and report["stored"] == []
 
 
 def test_upload_human_summary(designflow_env: DesignflowEnv, capsys) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +37,50 @@ def finish(proc: subprocess.Popen) -> dict:
     return json.loads(out)
 
 
+def meet_after_start(runs: list[subprocess.Popen], marker: str, on_met=None) -> list[dict]:
+    """A barrier across processes with no hook in the code: each run is paused (SIGSTOP) at
+    the log line `marker` (written after start-up, before any batch), and all go on together
+    (SIGCONT) once every one has reached it; `on_met` sees the moment they met. Returns the
+    reports."""
+    arrived = threading.Barrier(len(runs) + 1, timeout=180)
+    errors: list[list[str]] = [[] for _ in runs]
+
+    def follow(index: int, proc: subprocess.Popen) -> None:
+        waiting = True
+        for line in proc.stderr:
+            errors[index].append(line)
+            if waiting and marker in line:
+                proc.send_signal(signal.SIGSTOP)
+                waiting = False
+                arrived.wait()
+        if waiting:
+            arrived.abort()  # it ended without reaching the marker: fail, do not hang
+
+    readers = [threading.Thread(target=follow, args=(i, p)) for i, p in enumerate(runs)]
+    for reader in readers:
+        reader.start()
+    try:
+        arrived.wait()
+    except threading.BrokenBarrierError:
+        for proc in runs:
+            proc.kill()
+        raise AssertionError(
+            "a run ended before the others started: " + "".join(sum(errors, []))
+        ) from None
+    if on_met:
+        on_met()
+    for proc in runs:
+        proc.send_signal(signal.SIGCONT)
+    reports = []
+    for index, proc in enumerate(runs):
+        out = proc.stdout.read()
+        proc.wait(300)
+        readers[index].join(60)
+        assert proc.returncode == 0, "".join(errors[index])[-3000:]
+        reports.append(json.loads(out))
+    return reports
+
+
 def designs(folder: Path, count: int, seed: int) -> list[Path]:
     folder.mkdir(parents=True)
     return [images.write_png(folder / f"d{i}.png", seed=seed + i) for i in range(count)]
@@ -50,7 +96,13 @@ def test_same_files_same_user_twice_and_another_user_at_once(designflow_env: Des
     folder = designflow_env.inputs / "shared"
     files = designs(folder, 9, seed=1400)
     runs = [start_upload(folder, "ann"), start_upload(folder, "ann"), start_upload(folder, "bob")]
-    first, second, other = (finish(p) for p in runs)
+    met_with: list[int] = []
+
+    def nothing_stored_yet() -> None:  # all three are past start-up, none has stored a file
+        met_with.append(len(catalog.designs_of_user("ann")) + len(catalog.designs_of_user("bob")))
+
+    first, second, other = meet_after_start(runs, "9 file(s) in 3 batch(es)", nothing_stored_yet)
+    assert met_with == [0]
     # Each of ann's designs once: stored by one run, a duplicate in the other.
     ann = catalog.designs_of_user("ann")
     assert sorted(r["sha256"] for r in ann) == sorted(sha(f) for f in files)

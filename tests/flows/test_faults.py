@@ -22,6 +22,7 @@ from designflow.flows.upload import upload_designs
 from designflow.ingest import progress
 from tests import images
 from tests.conftest import DesignflowEnv
+from tests.retries import watch_retries
 from tests.sftp_servers import start_sftp_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,18 +79,6 @@ def noisy_inputs(folder: Path, count: int, seed: int, side: int = 700) -> list[P
     return paths
 
 
-def after_batch(n: int, action) -> callable:
-    """Run `action` (in its own thread) when batch `n` of the upload is done."""
-    fired = threading.Event()
-
-    def listener(event: progress.Progress) -> None:
-        if event.message.startswith(f"batch {n}/") and not fired.is_set():
-            fired.set()
-            threading.Thread(target=action, daemon=True).start()
-
-    return progress.subscribe(listener), fired
-
-
 def test_postgres_restarted_mid_run(
     designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch
 ) -> None:
@@ -101,24 +90,30 @@ def test_postgres_restarted_mid_run(
     monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.5")  # retries over ~3.5 s
     catalog = Catalog(server.get_uri())
     inputs = noisy_inputs(designflow_env.inputs / "pg", 9, seed=1100)
-    restarts = []
+    restarted = threading.Event()
 
-    def restart() -> None:
-        started = time.monotonic()
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-        time.sleep(1.5)  # batch 2 meets a database that is down
-        server.ensure_postgres_running()
-        restarts.append(time.monotonic() - started)
+    def restart_after_first_retry() -> None:
+        if watch.first.wait(120):  # a batch met the stopped database and will retry
+            server.ensure_postgres_running()
+        restarted.set()
 
-    unsubscribe, fired = after_batch(1, restart)
+    def stop_after_batch_1(event: progress.Progress) -> None:
+        # In the flow's thread, before the next batch touches the catalog.
+        if event.message.startswith("batch 1/") and not restarted.is_set():
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            threading.Thread(target=restart_after_first_retry, daemon=True).start()
+
+    unsubscribe = progress.subscribe(stop_after_batch_1)
     try:
-        state = upload_designs(
-            paths=[str(designflow_env.inputs / "pg")], user_id="pg", batch_max_images=3,
-            return_state=True,
-        )  # fmt: skip
+        with watch_retries() as watch:
+            state = upload_designs(
+                paths=[str(designflow_env.inputs / "pg")], user_id="pg", batch_max_images=3,
+                return_state=True,
+            )  # fmt: skip
     finally:
         unsubscribe()
-    assert fired.is_set() and restarts, "the restart did not happen during the run"
+    assert restarted.wait(120) and watch.lines, "the stopped database never met the run"
+    assert any("Operational" in line or "connection" in line for line in watch.lines), watch.lines
     report = state.result(raise_on_failure=False)
     report = getattr(report, "report", report)  # UploadIncomplete carries the report
     assert_nothing_lost_or_doubled(catalog, designflow_env.nas_root, "pg", inputs, report)

@@ -1,4 +1,5 @@
-"""`designflow serve`: the deployments with their schedule in one process, stopped by SIGTERM."""
+"""`designflow serve`: the deployments with their schedule in one process that runs them,
+stopped by SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,42 +9,69 @@ import subprocess
 import sys
 import time
 
+from tests import images
 
-def test_serve_registers_schedules_and_stops_cleanly(designflow_env, tmp_path) -> None:
-    from prefect.client.orchestration import get_client
+CRON = "*/7 * * * *"  # no other test uses it: the sweep deployment seen is serve's
+
+
+def _served(client, name: str):
+    """The deployment `name` once serve has registered it: no work pool (the serving
+    process runs it), and for the sweep, serve's own schedule."""
     from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+    if deployment.work_pool_name is not None:
+        return None  # still the one `designflow deploy` made for a worker
+    if name.startswith("sweep-inbox") and (
+        not deployment.schedules or deployment.schedules[0].schedule.cron != CRON
+    ):
+        return None
+    return deployment
+
+
+def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
+    design = images.write_png(designflow_env.inputs / "served.png", seed=4242)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "designflow.cli", "serve", "--inbox", str(tmp_path / "inbox"), "--cron", "*/7 * * * *"],
+        [sys.executable, "-m", "designflow.cli", "serve", "--inbox", str(tmp_path / "inbox"), "--cron", CRON],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        deployment = None
         with get_client(sync_client=True) as client:
-            # `designflow deploy` may have made the same deployment earlier: wait for serve's.
-            while (
-                deployment is None
-                or not deployment.schedules
-                or deployment.schedules[0].schedule.cron != "*/7 * * * *"
+            while not (
+                (sweep := _served(client, "sweep-inbox/sweep-inbox"))
+                and (upload := _served(client, "upload-designs/upload-designs"))
             ):
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "serve did not register its deployments"
-                try:
-                    deployment = client.read_deployment_by_name("sweep-inbox/sweep-inbox")
-                except ObjectNotFound:
-                    pass
                 time.sleep(0.5)
-            assert client.read_deployment_by_name("upload-designs/upload-designs")
-        assert deployment.schedules[0].schedule.cron == "*/7 * * * *"
-        assert deployment.parameters["inbox"] == str(tmp_path / "inbox")
-        assert deployment.concurrency_limit == 1 or deployment.global_concurrency_limit is not None
+            assert sweep.parameters["inbox"] == str(tmp_path / "inbox")
+            # One sweep at a time: Prefect keeps a deployment's limit as a global limit.
+            limit = sweep.global_concurrency_limit
+            assert (limit.limit if limit else sweep.concurrency_limit) == 1
+            # serve runs what is triggered: nothing else can, the deployment has no pool.
+            run = client.create_flow_run_from_deployment(
+                upload.id, parameters={"paths": [str(design)], "user_id": "served"}
+            )
+            while not (state := client.read_flow_run(run.id).state).is_final():
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline + 120, f"served run stuck in {state.name}"
+                time.sleep(0.5)
+            assert state.is_completed(), state.message
+            report = state.result(raise_on_failure=False)
+            assert [os.path.basename(s["file"]) for s in report["stored"]] == ["served.png"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-        assert "stopped" in (tmp_path / "serve.log").read_text()
+        assert "stopped" in log_path.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from designflow.catalog import Catalog
 from designflow.flows.upload import UploadIncomplete, upload_designs
+from designflow.ingest import progress
 from tests import images
 from tests.conftest import DesignflowEnv
+from tests.retries import watch_retries
 from tests.sftp_servers import start_sftp_server
 
 
@@ -56,30 +57,34 @@ def test_upload_over_sftp(sftp_env) -> None:
 
 def test_server_killed_mid_run_then_back(sftp_env, monkeypatch) -> None:
     env, server = sftp_env
-    # 0.75 s base: three retries span 2.6-7.9 s (jitter +/-50%), the outage ~1.1 s.
-    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.75")
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.5")
     folder = env.inputs / "k"
     folder.mkdir()
     for i in range(8):
         images.noisy_png(folder / f"k{i}.png", seed=400 + i, size=(900, 900))
-    catalog = Catalog(env.database_url)
-    result: dict = {}
+    healed = threading.Event()
 
-    def run() -> None:
-        result["state"] = upload_designs(
-            paths=[str(folder)], user_id="kill", batch_max_images=4, return_state=True
-        )
+    def heal_after_first_retry() -> None:
+        if watch.first.wait(120):  # the dead server met the run and a task will retry
+            server.start()
+        healed.set()
 
-    worker = threading.Thread(target=run)
-    worker.start()
-    deadline = time.monotonic() + 120
-    while catalog_count(catalog, "kill") < 4 and worker.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    server.kill()  # batch 1 is recorded; batch 2 meets a dead server and dead pooled connections
-    time.sleep(1.0)
-    server.start()
-    worker.join(180)
-    state = result["state"]
+    def kill_after_batch_1(event: progress.Progress) -> None:
+        # In the flow's thread, before batch 2's uploads: the pooled connections die too.
+        if event.message.startswith("batch 1/") and server.proc is not None:
+            server.kill()
+            threading.Thread(target=heal_after_first_retry, daemon=True).start()
+
+    unsubscribe = progress.subscribe(kill_after_batch_1)
+    try:
+        with watch_retries() as watch:
+            state = upload_designs(
+                paths=[str(folder)], user_id="kill", batch_max_images=4, return_state=True
+            )
+    finally:
+        unsubscribe()
+    assert healed.wait(120) and watch.lines, "the killed server never met the run"
+    assert any("cannot reach the NAS" in line or "Connection" in line for line in watch.lines)
     assert state.is_completed(), state.message
     report = state.result()
     assert len(report["stored"]) == 8 and report["failed"] == []
@@ -88,13 +93,6 @@ def test_server_killed_mid_run_then_back(sftp_env, monkeypatch) -> None:
     rerun = upload_designs(paths=[str(folder)], user_id="kill")
     assert rerun["stored"] == [] and len(rerun["duplicates"]) == 8
     assert len(assert_consistent(env, server.root, "kill")) == 8
-
-
-def catalog_count(catalog: Catalog, user: str) -> int:
-    try:
-        return catalog.count_designs(user)
-    except Exception:
-        return 0  # the schema may not exist yet
 
 
 def test_wrong_host_key_fails_clearly(sftp_env, monkeypatch) -> None:
