@@ -66,6 +66,11 @@ class UploadIncomplete(RuntimeError):
             + "; ".join(stored_name(f"{f['file']}: {f['reason']}") for f in failed[:5])
         )
 
+    def __reduce__(self):
+        # The failed run's persisted result is this exception, pickled: without this,
+        # reading it back (`designflow status`, the UI) called __init__ with the message.
+        return (type(self), (self.report,))
+
 
 # The upload flow's own runner decodes ahead: while batch N waits on the NAS and the catalog,
 # the fingerprints of batch N+1 are being computed (decoding is the dominant cost).

@@ -210,24 +210,28 @@ def upload_image(
     read_bytes: Callable[[str], bytes],
     on_etsy: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
-    """One mockup as the listing image at its rank, unless it is already there."""
-    done = store.images(design_id, shop_id).get(plan.mockup_id)
-    if done is not None:
-        return _image(plan, done[1], "existing")
-    there = on_etsy.get(plan.rank)
-    if there is not None and there.get("alt_text") == plan.alt_text:
-        # Uploaded by an attempt that stopped before recording it.
-        store.record_image(
-            design_id, shop_id, plan.mockup_id, plan.rank, int(there["listing_image_id"])
-        )
-        return _image(plan, int(there["listing_image_id"]), "adopted")
-    data = read_bytes(plan.nas_path)
-    answer = client.upload_listing_image(
-        shop_id, listing_id, data, f"{plan.template_id}.jpg", rank=plan.rank, alt_text=plan.alt_text
-    )
-    image_id = int(answer["listing_image_id"])
-    store.record_image(design_id, shop_id, plan.mockup_id, plan.rank, image_id)
-    return _image(plan, image_id, "uploaded")
+    """One mockup as the listing image at its rank, unless it is already there. Under the
+    design's publishing lock: two runs publishing one design at once each uploaded every
+    image (found by test_two_publishes_of_one_design_are_serialised: ranks 1, 1, 2, 2)."""
+    with store.publishing(design_id, shop_id):
+        done = store.images(design_id, shop_id).get(plan.mockup_id)
+        if done is not None:
+            return _image(plan, done[1], "existing")
+        there = on_etsy.get(plan.rank)
+        if there is not None and there.get("alt_text") == plan.alt_text:
+            # Uploaded by an attempt that stopped before recording it.
+            store.record_image(
+                design_id, shop_id, plan.mockup_id, plan.rank, int(there["listing_image_id"])
+            )
+            return _image(plan, int(there["listing_image_id"]), "adopted")
+        data = read_bytes(plan.nas_path)
+        answer = client.upload_listing_image(
+            shop_id, listing_id, data, f"{plan.template_id}.jpg", rank=plan.rank,
+            alt_text=plan.alt_text,
+        )  # fmt: skip
+        image_id = int(answer["listing_image_id"])
+        store.record_image(design_id, shop_id, plan.mockup_id, plan.rank, image_id)
+        return _image(plan, image_id, "uploaded")
 
 
 def _image(plan: ImagePlan, image_id: int, action: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from designflow.catalog import ExistingDesign, NewDesign, RecordResult
+from designflow.errors import is_transient
 from designflow.images.fingerprint import Fingerprint
 from designflow.images.similarity import NearMatch, NearQuery
 from designflow.ingest.dedup import classify_exact, classify_near, near_queries
@@ -226,9 +227,10 @@ class BatchIngest:
             self.report.rejected.append(RejectedFile(fp.path, str(error).split(": ", 1)[-1]))
         else:
             reason = reason or f"{type(error).__name__}: {error}"
-            self.report.failed.append(
-                FailedFile(fp.path, f"NAS upload failed after retries: {reason}")
-            )
+            # "after retries" only where a retry could have helped: a refused host key or
+            # wrong credentials fail at the first attempt.
+            how = "after retries" if is_transient(error) else "(not retried)"
+            self.report.failed.append(FailedFile(fp.path, f"NAS upload failed {how}: {reason}"))
 
     def rows(self) -> list[NewDesign]:
         """Catalog rows for the files already on the NAS (a row never points at a missing

@@ -47,16 +47,19 @@ class Fault:
     status: int
     remaining: int
     headers: bool
+    retry_after: float | None = None
 
 
 @dataclass
 class Hold:
-    """Blocks one endpoint: `reached` is set when a call arrives; it answers after `release`."""
+    """Blocks one endpoint: `reached` is set when a call arrives; it answers after `release`;
+    `finished` is set once the call has had its effect and its answer is on its way."""
 
     endpoint: str
     after_effect: bool  # True: the call takes effect, then waits before answering
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -157,9 +160,12 @@ class EtsyStub:
             for token in self.access_tokens:
                 self.access_tokens[token] = 0.0
 
-    def fail_next(self, count: int, status: int = 500, headers: bool = True) -> None:
+    def fail_next(
+        self, count: int, status: int = 500, headers: bool = True, retry_after: float | None = None
+    ) -> None:
+        """The next `count` calls answer `status`; `retry_after` adds a Retry-After header."""
         with self.lock:
-            self._faults.append(Fault(status, count, headers))
+            self._faults.append(Fault(status, count, headers, retry_after))
 
     def hold(self, endpoint: str, after_effect: bool = False) -> Hold:
         hold = Hold(endpoint, after_effect)
@@ -232,6 +238,8 @@ class EtsyStub:
             if fault is not None:
                 fault.remaining -= 1
                 extra = self._rate_headers(0) if fault.headers else {}
+                if fault.retry_after is not None:
+                    extra["retry-after"] = f"{fault.retry_after:g}"
                 return self._log(now, method, endpoint, fault.status, extra,
                                  {"error": "Server Error" if fault.status >= 500 else "Too Many Requests"})  # fmt: skip
             if endpoint is None:
@@ -268,6 +276,8 @@ class EtsyStub:
         if hold is not None and hold.after_effect:
             hold.reached.set()
             hold.released.wait(timeout=120)
+        if hold is not None:
+            hold.finished.set()
         return result
 
     def _log(self, now: float, method: str, endpoint: str, status: int, headers: dict, body: Any):

@@ -164,6 +164,17 @@ def test_429_storm_finishes_and_never_exceeds_the_limit(stub: EtsyStub) -> None:
     assert stub.max_requests_in_a_second() <= 5
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(stub: EtsyStub, status: int) -> None:
+    """The README: Etsy's Retry-After is waited out when it is longer than our backoff."""
+    client = client_for(stub)  # backoff of a few hundredths of a second
+    stub.fail_next(1, status=status, retry_after=1.5)
+    assert client.get_shop(str(stub.shop_id))["shop_id"] == stub.shop_id
+    refused, answered = [r for r in stub.requests if r.endpoint == "getShop"]
+    assert refused.status == status and answered.status == 200
+    assert answered.at - refused.at >= 1.5
+
+
 def test_server_errors_are_retried_then_succeed(stub: EtsyStub) -> None:
     client = client_for(stub)
     stub.fail_next(2, status=500)

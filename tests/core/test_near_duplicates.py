@@ -228,3 +228,28 @@ def test_plain_images_are_not_near_duplicates_of_each_other(tmp_path: Path) -> N
     out = classify_near(fps, [], T, 26)
     assert [f.name for f in out.to_store] == ["red.png", "dot.png", "strip.png", "art.png"]
     assert len(near_queries(fps)) == 3  # only the design with detail asks the catalog
+
+
+def test_one_statement_per_batch_for_the_near_lookup(catalog: Catalog, monkeypatch) -> None:
+    """The README: a batch's near-duplicate lookup is one catalog statement, however many
+    files (and mirrored variants) it holds."""
+    import psycopg
+
+    rng = random.Random(11)
+    rows = [design_row("erin", n, signed(rng.getrandbits(64))) for n in range(1, 201)]
+    catalog.copy_designs(rows)
+    queries = [NearQuery(i, flip_bits(rows[i].nd_phash, 2, rng), 0) for i in range(40)]
+    queries += [NearQuery(100 + i, signed(rng.getrandbits(64)), 0, kind=PLAIN) for i in range(20)]
+    statements: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def counting_execute(self, query, *args, **kwargs):
+        statements.append(str(query))
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting_execute)
+    found = catalog.find_near("erin", queries, T)
+    assert {m.key for m in found} >= set(range(40))  # every planted neighbour found
+    # One query (plus the transaction's planner setting, which reads nothing).
+    assert [q for q in statements if "design_images" in q] == statements[-1:], statements
+    assert statements[:-1] == ["SET LOCAL enable_seqscan = off"]

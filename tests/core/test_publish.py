@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,42 @@ def test_twenty_one_mockups_twenty_images_and_the_reason(stub, store, tmp_path) 
     assert stub.count("uploadListingImage", 400) == 0  # the cap is kept, not hit
 
 
+def test_two_publishes_of_one_design_are_serialised(stub, store, tmp_path, database_url) -> None:
+    """The README: two publishes of one design at once take turns on an advisory lock; the
+    second finds the first's listing instead of making another."""
+    import psycopg
+
+    nas = LocalNas(tmp_path / "nas")
+    design_id = design_with_mockups(store, nas, tmp_path, mockups=2)
+    tokens = stub.authorize()
+    hold = stub.hold("createDraftListing")
+    outcomes: list = []
+
+    def publish() -> None:
+        client = client_for(stub, tokens)
+        outcomes.append(publish_design(store, client, str(stub.shop_id), design_id, nas.read_bytes))
+
+    first = threading.Thread(target=publish)
+    first.start()
+    assert hold.reached.wait(60)  # the first is inside, creating the listing
+    second = threading.Thread(target=publish)
+    second.start()
+    deadline = time.monotonic() + 60
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while not conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second publish did not wait for the lock"
+            time.sleep(0.05)
+    assert stub.count("createDraftListing") == 0  # the held call is not answered yet
+    hold.released.set()
+    first.join(60)
+    second.join(60)
+    assert len(outcomes) == 2 and outcomes[0].listing_id == outcomes[1].listing_id
+    assert len(stub.listings) == 1 and stub.count("createDraftListing") == 1
+    assert sorted(i["rank"] for i in stub.images[outcomes[0].listing_id]) == [1, 2]
+
+
 _CHILD = textwrap.dedent(
     """
     import json, sys, time
@@ -152,7 +189,7 @@ def test_killed_mid_publish_then_retried_makes_one_listing(
         hold.released.set()
         if child.poll() is None:
             child.kill()
-    time.sleep(0.2)  # the held request finishes on the server side
+    assert hold.finished.wait(60)  # the held request has had its effect on the server
     client = client_for(stub, tokens)
     outcome = publish_design(store, client, str(stub.shop_id), design_id, nas.read_bytes)
     assert len(stub.listings) == 1, what

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from designflow.flows.mockups import generate_mockups
 from designflow.flows.upload import upload_designs
 from tests import images
 from tests.conftest import DesignflowEnv
+from tests.retries import watch_retries
 
 
 def test_sync_mockups_are_stored_before_returning(designflow_env: DesignflowEnv) -> None:
@@ -57,14 +57,16 @@ def test_failing_render_is_retried(designflow_env: DesignflowEnv, monkeypatch) -
     hidden = on_nas.with_suffix(".away")
     on_nas.rename(hidden)  # the NAS "loses" the file: the first render attempt fails
 
-    def bring_back() -> None:
-        time.sleep(0.5)
-        hidden.rename(on_nas)
+    def bring_back() -> None:  # once the first attempt has failed and a retry is due
+        if watch.first.wait(120):
+            hidden.rename(on_nas)
 
-    helper = threading.Thread(target=bring_back)
-    helper.start()
-    state = generate_mockups([stored["design_id"]], ["tshirt"], return_state=True)
-    helper.join()
+    with watch_retries() as watch:
+        helper = threading.Thread(target=bring_back)
+        helper.start()
+        state = generate_mockups([stored["design_id"]], ["tshirt"], return_state=True)
+        helper.join(120)
+    assert watch.lines, "the missing file never failed a render attempt"
     assert state.is_completed(), state.message
     with get_client(sync_client=True) as client:
         run_id = (

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import subprocess
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from designflow.flows.upload import UploadIncomplete, upload_designs
 from designflow.ingest import progress
 from tests import images
 from tests.conftest import DesignflowEnv
+from tests.flows.test_nas_block import server_kept_text
 from tests.retries import watch_retries
 from tests.sftp_servers import start_sftp_server
 
@@ -103,6 +108,38 @@ def test_wrong_host_key_fails_clearly(sftp_env, monkeypatch) -> None:
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, UploadIncomplete)
-    assert "does not match known_hosts" in error.report["failed"][0]["reason"]
+    reason = error.report["failed"][0]["reason"]
+    assert "does not match known_hosts" in reason
+    # The README: the error names the host and the offered key's fingerprint.
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(server.folder / "host_ed25519.pub")],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[1]  # fmt: skip
+    assert f"[127.0.0.1]:{server.port}" in reason and fingerprint in reason, reason
     assert final_files(server.root) == []
     assert Catalog(env.database_url).count_designs("hostkey") == 0
+
+
+def test_wrong_credentials_fail_at_once_and_the_password_never_shows(
+    sftp_env, monkeypatch, caplog
+) -> None:
+    """The README: wrong credentials fail without retries; DESIGNFLOW_NAS_PASSWORD never
+    appears in logs, reports, artifacts or errors."""
+    env, server = sftp_env
+    caplog.set_level(logging.DEBUG)
+    password = "Nas-Pass-" + uuid.uuid4().hex
+    monkeypatch.setenv("DESIGNFLOW_NAS_KEY_FILE", server.wrong_key_file)
+    monkeypatch.setenv("DESIGNFLOW_NAS_PASSWORD", password)
+    monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.05")
+    path = images.write_png(env.inputs / "w.png", seed=501)
+    with watch_retries() as watch:
+        state = upload_designs(paths=[str(path)], user_id="badcreds", return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert "refused the credentials" in error.report["failed"][0]["reason"]
+    assert watch.lines == []  # not retried
+    assert final_files(server.root) == []
+    kept = server_kept_text(error.report["flow_run_id"])
+    assert "badcreds" in kept
+    for text in (kept, str(error), json.dumps(error.report), caplog.text):
+        assert password not in text
