@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from designflow.flows.publish import publish_designs
 from designflow.flows.states import failure_reason
+from designflow.tasks.links import flow_run_markdown
 from designflow.tasks.mockups import render_design_mockups, store_mockup
 from designflow.tasks.resources import release_nas
 from designflow.tasks.retry import io_retry_delays
@@ -58,7 +59,7 @@ def generate_mockups(
                 failed.append({"design_id": None, "reason": failure_reason(future.state)})
     finally:
         release_nas()
-    _publish(mockups, failed)
+    _publish(mockups, failed, upload_run_id)
     result = {
         "flow_run_id": run_id,
         "upload_run_id": upload_run_id,
@@ -89,7 +90,7 @@ def generate_mockups(
     return result
 
 
-def _publish(mockups: list[dict], failed: list[dict]) -> None:
+def _publish(mockups: list[dict], failed: list[dict], upload_run_id: str | None) -> None:
     create_table_artifact(
         key="mockups",
         table=mockups
@@ -104,7 +105,8 @@ def _publish(mockups: list[dict], failed: list[dict]) -> None:
             for f in failed
         ]
         or [{"design_id": None}],  # fmt: skip
-        description="Mockups rendered by this run",
+        description="Mockups rendered by this run"
+        + (f", for {flow_run_markdown(upload_run_id, 'upload run')}" if upload_run_id else ""),
     )
 
 

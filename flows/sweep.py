@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 
 from designflow.flows.upload import UploadIncomplete, subflow_settings, upload_designs
 from designflow.ingest.inbox import SweepBusy, sweep_lock, user_folder
-from designflow.tasks.inbox import file_swept, scan_user_inbox
+from designflow.tasks.inbox import file_swept, publish_sweep_outcomes, scan_user_inbox
+from designflow.tasks.links import flow_run_markdown
 
 
 @flow(name="sweep-inbox", persist_result=True)
@@ -83,15 +84,22 @@ def _sweep_user(
                     if not isinstance(error, UploadIncomplete):
                         raise error
                     report = error.report  # file what was accounted for; the rest waits
-            moved = file_swept(str(folder), report, scan.outside)
+            moved = file_swept(str(folder), report, scan, settle_seconds)
     except SweepBusy as exc:
         logger.info("skipped: %s", exc)
         return {"skipped": str(exc)}
+    upload_run_id = report.get("flow_run_id")
+    publish_sweep_outcomes(
+        str(folder),
+        moved["rows"],
+        flow_run_markdown(upload_run_id, "upload run") if upload_run_id else None,
+    )
     return {
         "inbox": str(folder),
-        "upload_run_id": report.get("flow_run_id"),
+        "upload_run_id": upload_run_id,
         "processed": [Path(p).name for p in moved["processed"]],
         "quarantined": [Path(p).name for p in moved["quarantined"]],
-        "waiting": [Path(p).name for p in scan.waiting],
+        "waiting": sorted(Path(p).name for p in scan.waiting + moved["waiting"]),
         "left_for_retry": [Path(p).name for p in moved["left"]],
+        "outcomes": moved["rows"],
     }

@@ -121,6 +121,8 @@ def trigger_mockup_run(
         work_queue_name=priority,
         as_subflow=False,
         tags=[f"priority:{priority}"],
+        # Named after the upload run it came from (its artifacts link back to it too).
+        flow_run_name=f"mockups-for-upload-{upload_run_id[:8]}" if upload_run_id else None,
         # A retried upload run asks again: the same key returns the run it already made.
         idempotency_key=f"mockups-{upload_run_id}-{','.join(map(str, design_ids))}"
         if upload_run_id

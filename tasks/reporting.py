@@ -13,6 +13,7 @@ from prefect.artifacts import (
 
 from designflow.ingest import progress
 from designflow.ingest.report import UploadReport
+from designflow.tasks.links import flow_run_markdown
 
 
 class UploadProgress:
@@ -56,7 +57,13 @@ def publish_upload_report(report: UploadReport) -> None:
             f"- duplicates: **{len(report.duplicates)}**\n"
             f"- rejected: **{len(report.rejected)}**\n"
             f"- failed: **{len(report.failed)}**\n"
-            f"- batches: {report.batches}\n\n"
+            f"- batches: {report.batches}\n"
+            + "".join(
+                f"- mockups: {flow_run_markdown(m['flow_run_id'], 'generate-mockups run')} "
+                f"on queue {m['priority']} ({m['designs']} design(s))\n"
+                for m in report.mockup_runs
+            )
+            + "\n"
             f"| stage | ms |\n|---|---|\n{timings}\n"
         ),
         description="Counts and per-stage timings",

@@ -6,8 +6,12 @@ Layout, one folder per seller:
     inbox/<user_id>/processed/          stored designs and duplicates, moved here after the upload
     inbox/<user_id>/quarantine/         rejected files, each with <name>.reason.txt beside it
 
-A file is taken when it is complete: its size and mtime are the same as at the previous
-sweep's look, or it has not changed for `settle_seconds`. Files are moved only after the
+A file is taken when it is complete: its size and mtime have stayed the same for
+`settle_seconds` by the clock (its mtime is that old, or the sweeps have seen the same size
+and mtime for that long), however many looks there were: a writer that pauses longer than
+the gap between two sweeps is not mistaken for a finished one. A file rejected as bad that
+changed after the scan's look, or was rejected as truncated while still inside its settle
+time, waits for a later sweep instead of quarantine. Files are moved only after the
 upload recorded them, so a crash mid-sweep loses nothing: the next sweep uploads them again
 (exact duplicates, stored once) and moves them then.
 """
@@ -20,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
@@ -41,6 +45,15 @@ class InboxScan:
     ready: list[str]
     waiting: list[str]  # still being written: left for the next sweep
     outside: list[str]  # symlinks that point outside the inbox: quarantined, never followed
+    looks: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> size, mtime
+
+    def changed_since(self, path: str) -> bool:
+        """True when the file is not as the scan saw it (still being written)."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return False
+        return self.looks.get(path) != (info.st_size, info.st_mtime)
 
 
 def user_folder(inbox: str | os.PathLike[str], user_id: str) -> Path:
@@ -68,7 +81,7 @@ def scan_inbox(folder: Path, settle_seconds: float, now: float | None = None) ->
     now = time.time() if now is None else now
     previous = _load_state(folder)
     current: dict[str, list[float]] = {}
-    ready, waiting, outside = [], [], []
+    ready, waiting, outside, looks = [], [], [], {}
     root = folder.resolve()
     for path in _candidates(folder):
         try:
@@ -79,15 +92,31 @@ def scan_inbox(folder: Path, settle_seconds: float, now: float | None = None) ->
         except OSError:
             continue  # vanished between listing and looking: nothing to do
         key = str(path.relative_to(folder))
-        look = [info.st_size, info.st_mtime]
-        current[key] = look
-        unchanged = previous.get(key) == look
-        settled = now - info.st_mtime >= settle_seconds
-        # An empty file may be one just created: it waits for the settle time either way.
-        complete = settled or (unchanged and info.st_size > 0)
-        (ready if complete else waiting).append(str(path))
+        seen = previous.get(key)
+        # Since when the sweeps have seen this size and mtime (now, if it is new or changed).
+        same = seen is not None and seen[:2] == [info.st_size, info.st_mtime] and len(seen) > 2
+        stable_since = seen[2] if same else now
+        current[key] = [info.st_size, info.st_mtime, stable_since]
+        looks[str(path)] = (info.st_size, info.st_mtime)
+        unchanged_for = max(now - info.st_mtime, now - stable_since)
+        # An empty file may be one just created: it waits for the settle time like any other.
+        (ready if unchanged_for >= settle_seconds else waiting).append(str(path))
     _save_state(folder, current)
-    return InboxScan(sorted(ready), sorted(waiting), sorted(outside))
+    return InboxScan(sorted(ready), sorted(waiting), sorted(outside), looks)
+
+
+def still_being_written(scan: InboxScan, path: str, reason: str, settle_seconds: float) -> bool:
+    """A rejected file that should wait rather than go to quarantine: it changed after the
+    scan looked at it, or it was found truncated while it had changed within the settle time
+    (a writer's pause can outlast the sweeps' looks)."""
+    if scan.changed_since(path):
+        return True
+    if "truncated" not in reason:
+        return False
+    try:
+        return time.time() - os.stat(path).st_mtime < settle_seconds
+    except OSError:
+        return False
 
 
 def _candidates(folder: Path) -> Iterator[Path]:
@@ -146,6 +175,8 @@ def _free_name(dest_root: Path, relative: Path) -> Path:
 
 
 def _load_state(folder: Path) -> dict[str, list[float]]:
+    # [size, mtime, seen unchanged since]; a state written by an older version has no third
+    # field, and its files start their settle time again.
     try:
         data = json.loads((folder / STATE_FILE).read_text())
         return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}

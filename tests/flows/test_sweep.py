@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -48,8 +49,15 @@ def test_sweep_files_complete_partial_bad_and_duplicate(designflow_env: Designfl
     assert "not a PNG, JPEG" in reason
     assert writing.exists()
 
-    second = sweep_inbox(str(inbox), "sam", settle_seconds=3600)  # unchanged since the last look
-    assert second["processed"] == ["writing.png"]
+    # Unchanged since the last look, but not for the settle time by the clock: it waits.
+    second = sweep_inbox(str(inbox), "sam", settle_seconds=3600)
+    assert second["processed"] == [] and second["waiting"] == ["writing.png"]
+    outcomes = {r["file"]: r["outcome"] for r in second["outcomes"]}
+    assert outcomes == {"writing.png": "waiting"}
+    while time.time() - writing.stat().st_mtime < 1.0:
+        time.sleep(0.1)
+    third = sweep_inbox(str(inbox), "sam", settle_seconds=1.0)
+    assert third["processed"] == ["writing.png"]
     names = {
         r["original_name"] for r in Catalog(designflow_env.database_url).designs_of_user("sam")
     }
@@ -108,3 +116,80 @@ def test_sweep_all_users(designflow_env: DesignflowEnv) -> None:
         "wes": ["d.png"],
         "xia": ["d.png"],
     }
+
+
+def test_writer_pausing_longer_than_the_gap_between_sweeps_is_stored(
+    designflow_env: DesignflowEnv,
+) -> None:
+    """Half a PNG, a pause longer than the gap between two sweeps, then the rest: real
+    timing, as a seller's slow copy over the network. Never quarantined; stored once done.
+    An empty file that was just created waits too."""
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "yan"
+    folder.mkdir(parents=True)
+    whole = images.write_png(designflow_env.inputs / "slow.png", seed=950).read_bytes()
+    target = folder / "slow.png"
+    target.write_bytes(whole[: len(whole) // 2])
+    (folder / "empty.png").touch()
+    settle = 4.0
+    looks = [sweep_inbox(str(inbox), "yan", settle_seconds=settle)]
+    looks.append(sweep_inbox(str(inbox), "yan", settle_seconds=settle))  # the pause goes on
+    for look in looks:
+        assert look["processed"] == look["quarantined"] == []
+        assert look["waiting"] == ["empty.png", "slow.png"]
+    with target.open("ab") as rest:  # the writer wakes up and finishes
+        rest.write(whole[len(whole) // 2 :])
+    deadline = time.monotonic() + 60
+    while not (folder / "processed" / "slow.png").exists():
+        assert time.monotonic() < deadline, looks[-1]
+        looks.append(sweep_inbox(str(inbox), "yan", settle_seconds=settle))
+        assert looks[-1]["quarantined"] in ([], ["empty.png"]), looks[-1]
+    assert (folder / "processed" / "slow.png").read_bytes() == whole
+    assert not (folder / "quarantine" / "slow.png").exists()
+    stored = Catalog(designflow_env.database_url).designs_of_user("yan")
+    assert [r["original_name"] for r in stored] == ["slow.png"]
+
+
+def test_transient_failure_leaves_the_file_in_the_inbox(
+    designflow_env: DesignflowEnv, monkeypatch
+) -> None:
+    """The NAS is unreachable: the file is reported left for retry and stays where it was;
+    the next sweep, with the NAS back, stores it."""
+    import socket
+
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "zed"
+    folder.mkdir(parents=True)
+    design = age(images.write_png(folder / "later.png", seed=960))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with monkeypatch.context() as down:
+        down.setenv("DESIGNFLOW_NAS_URL", f"sftp://nobody@127.0.0.1:{port}/srv")
+        down.setenv("DESIGNFLOW_NAS_PASSWORD", "unused")
+        result = sweep_inbox(str(inbox), "zed", settle_seconds=30)
+    assert result["left_for_retry"] == ["later.png"] and result["processed"] == []
+    assert {r["outcome"] for r in result["outcomes"]} == {"left for retry"}
+    assert design.is_file() and not (folder / "quarantine").exists()
+    assert sweep_inbox(str(inbox), "zed", settle_seconds=30)["processed"] == ["later.png"]
+
+
+def test_sweep_command_prints_each_outcome(designflow_env: DesignflowEnv, capsys) -> None:
+    from designflow.cli import main
+
+    inbox = designflow_env.inputs / "inbox"
+    folder = inbox / "cli"
+    folder.mkdir(parents=True)
+    age(images.write_png(folder / "ok.png", seed=970))
+    broken = folder / "broken.png"
+    broken.write_text("not a png")
+    age(broken)
+    images.write_png(folder / "fresh.png", seed=971)
+    assert main(["sweep", "--inbox", str(inbox), "--user", "cli", "--settle-seconds", "600"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "cli: 1 processed, 1 quarantined, 1 waiting, 0 left for retry"
+    outcomes = {line.split()[1]: line.split()[0] for line in lines[1:]}
+    assert outcomes == {"ok.png": "stored", "broken.png": "quarantined", "fresh.png": "waiting"}
+    assert main(["sweep", "--inbox", str(inbox), "--json", "--settle-seconds", "600"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["users"]["cli"]["waiting"] == ["fresh.png"]
