@@ -22,8 +22,31 @@ from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists
 
 from designflow.settings import Settings
+from designflow.storage.nas import USER_ID_PATTERN
 
 QUEUES = {"high": 1, "normal": 2, "low": 3}
+
+# Labels of the run form in the Prefect UI (Prefect titles a parameter with its name); the
+# descriptions come from each flow's `Args:` section.
+PARAMETER_TITLES = {
+    "paths": "Design files or folders",
+    "user_id": "Seller (user id)",
+    "batch_max_mb": "Batch size limit (MB)",
+    "batch_max_images": "Files per batch limit",
+    "allow_near_duplicates": "Store near duplicates",
+    "mockup_templates": "Mockup templates",
+    "async_mockups": "Mockups in the background",
+    "priority": "Mockup run priority",
+    "listings_manifest": "Etsy listings manifest",
+    "design_ids": "Design ids",
+    "template_ids": "Mockup templates",
+    "upload_run_id": "Upload run id",
+    "publish": "Publish to Etsy",
+    "inbox": "Inbox folder",
+    "settle_seconds": "Settle time (seconds)",
+}
+# One line, as check_user_id accepts it: the form refuses a newline or a slash before the run.
+USER_ID_SCHEMA = {"pattern": USER_ID_PATTERN, "maxLength": 128, "minLength": 1}
 
 
 @dataclass(frozen=True)
@@ -75,16 +98,38 @@ def runner_deployments(
             extra["parameters"] = dict(spec.parameters)
         if work_queues:
             extra["work_queue_name"] = spec.queue
-        made.append(
-            flow.to_deployment(
-                name=spec.name,
-                description=(flow.description or "").strip(),
-                concurrency_limit=spec.concurrency_limit,
-                entrypoint_type=EntrypointType.MODULE_PATH,
-                **extra,
-            )
+        deployment = flow.to_deployment(
+            name=spec.name,
+            description=form_description(flow.description or ""),
+            concurrency_limit=spec.concurrency_limit,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            **extra,
         )
+        label_parameters(deployment._parameter_openapi_schema.properties)
+        made.append(deployment)
     return made
+
+
+def form_description(docstring: str) -> str:
+    """The docstring's text before `Args:`, each paragraph on one line: the UI shows the
+    description's first line, and the docstring's wrapping cut it mid-sentence."""
+    text = docstring.split("\nArgs:", 1)[0]
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def label_parameters(properties: dict) -> None:
+    for name, schema in properties.items():
+        schema["title"] = PARAMETER_TITLES.get(name, name.replace("_", " ").capitalize())
+        if schema.get("description"):
+            schema["description"] = " ".join(schema["description"].split())
+        if name == "user_id":
+            if "anyOf" in schema:  # optional (the sweep): the rule applies to the string
+                for option in schema["anyOf"]:
+                    if option.get("type") == "string":
+                        option.update(USER_ID_SCHEMA)
+            else:
+                schema.update(USER_ID_SCHEMA)
 
 
 def ensure_work_pool(name: str, concurrency_limit: int | None = None) -> None:

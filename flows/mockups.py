@@ -25,13 +25,16 @@ def generate_mockups(
     upload_run_id: str | None = None,
     publish: bool = True,
 ) -> dict:
-    """Render every template for every design (each design decoded once), store the JPEGs
-    next to the design on the NAS and record them in design_mockups.
+    """Render every mockup template for every design (each design decoded once), store the
+    JPEGs next to the design on the NAS, record them in the catalog, then publish the
+    designs that have listing content as Etsy draft listings with these mockups.
 
-    design_ids: catalog ids of stored designs. template_ids: template folder names, as
-    `designflow templates list` shows them. upload_run_id: the upload run that asked for them.
-    publish: then publish the designs that have listing content as Etsy draft listings with
-    these mockups (skipped, with a message, without Etsy credentials).
+    Args:
+        design_ids: Catalog ids of stored designs (from an upload's report).
+        template_ids: Mockup templates to render, as `designflow templates list` shows them.
+        upload_run_id: The upload run that asked for these mockups, if any.
+        publish: Publish the designs with listing content to Etsy after rendering (skipped,
+            with a message, without Etsy credentials).
     """
     logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None

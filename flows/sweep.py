@@ -20,13 +20,18 @@ def sweep_inbox(
     allow_near_duplicates: bool = False,
     mockup_templates: list[str] | None = None,
 ) -> dict:
-    """Upload the complete design files in `inbox/<user_id>/` and move them to processed/
-    (stored or duplicate) or quarantine/ (rejected, with a .reason.txt). Files still being
-    written, and files that failed for a transient reason, wait for the next sweep.
+    """Upload the complete design files in the inbox and file them: stored designs and
+    duplicates to processed/, rejected files to quarantine/ with a .reason.txt. Files still
+    being written, and files that failed for a transient reason, wait for the next sweep.
 
-    inbox: the inbox root folder. user_id: the seller (their folder is inbox/<user_id>);
-    empty: every seller folder in the inbox, one after the other.
-    settle_seconds: a file unchanged this long is complete even on the first look.
+    Args:
+        inbox: The inbox root folder; each seller has a folder in it named by their user id.
+        user_id: One seller to sweep; empty: every seller folder in the inbox, one by one.
+        settle_seconds: A file is complete once its size and modification time have stayed
+            unchanged this many seconds.
+        allow_near_duplicates: Store designs that resemble an existing one anyway, marked.
+        mockup_templates: Mockup templates to render for the stored designs (names as
+            `designflow templates list` shows them); empty for none.
     """
     if not user_id:
         users = (

@@ -91,15 +91,27 @@ def upload_designs(
     priority: Literal["high", "normal", "low"] = "normal",
     listings_manifest: str | None = None,
 ) -> dict:
-    """Store design files for `user_id`: fingerprint, skip duplicates, upload to the NAS,
-    record in the catalog. `paths` are files or folders (searched recursively). With
-    `allow_near_duplicates`, designs that resemble existing ones are stored anyway, marked
-    as near duplicates of the design they resemble. `mockup_templates` renders product
-    mockups of the stored designs: in a background `generate-mockups` run on the work queue
-    named by `priority` (returned at once), or inline before returning with
-    `async_mockups=False`. `listings_manifest` (CSV or Parquet, one row per file) gives the
-    Etsy listing of each design; it is checked before anything is uploaded, and the mockup
-    run publishes the listings after rendering."""
+    """Store a seller's design files: fingerprint them, skip duplicates of the seller's
+    history, upload the new ones to the NAS and record them in the catalog. Optionally
+    render product mockups in a background run and publish Etsy draft listings.
+
+    Args:
+        paths: Files or folders to upload; folders are searched recursively.
+            Paths as the worker sees them.
+        user_id: The seller's id (letters, digits and . _ - @, at most 128): designs are
+            kept and compared per seller.
+        batch_max_mb: Most megabytes per batch (default: DESIGNFLOW_BATCH_MAX_MB).
+        batch_max_images: Most files per batch (default: DESIGNFLOW_BATCH_MAX_IMAGES).
+        allow_near_duplicates: Store designs that resemble an existing one anyway, marked as
+            near duplicates of it, instead of reporting them as duplicates.
+        mockup_templates: Mockup templates to render for the stored designs (names as
+            `designflow templates list` shows them); empty for none.
+        async_mockups: Render the mockups in a background generate-mockups run (returned at
+            once); off: render them in this run before it finishes.
+        priority: Work queue of the background mockup run: high, normal or low.
+        listings_manifest: Etsy listing content, one row per file (CSV or Parquet path);
+            checked before anything is uploaded and published after the mockups.
+    """
     logger = get_run_logger()
     check_user_id(user_id)
     settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)

@@ -21,7 +21,8 @@ from designflow.errors import PermanentError
 from designflow.settings import Settings
 
 CHUNK = 1024 * 1024
-_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 class NasError(Exception):

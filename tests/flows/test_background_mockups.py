@@ -247,3 +247,30 @@ def test_background_mockup_run_publishes_the_etsy_listing(background) -> None:
             assert record.listing_id == listing["listing_id"] and record.status == "complete"
         finally:
             EtsyShopBlock.delete("designflow-etsy")
+
+
+def test_run_form_has_titles_descriptions_and_whole_descriptions(background) -> None:
+    """What the UI's run form receives: GET /deployments/name/... for each deployment."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from designflow.deployments.deploy import DEPLOYMENTS
+
+    with httpx.Client(base_url=PREFECT_API_URL.value(), timeout=10) as http:
+        for spec in DEPLOYMENTS:
+            flow_name = spec.flow.split(":")[1].replace("_", "-")
+            deployment = (
+                http.get(f"/deployments/name/{flow_name}/{spec.name}").raise_for_status().json()
+            )
+            first_line = deployment["description"].split("\n")[0]
+            assert first_line.endswith("."), (spec.name, first_line)  # a whole sentence
+            assert "Args:" not in deployment["description"]
+            properties = deployment["parameter_openapi_schema"]["properties"]
+            for name, schema in properties.items():
+                assert schema["title"] != name and "_" not in schema["title"], (spec.name, name)
+                assert len(schema.get("description") or "") > 20, (spec.name, name)
+                assert "\n" not in schema["description"]
+            if "user_id" in properties:
+                user_id = properties["user_id"]
+                rule = next((o for o in user_id.get("anyOf", []) if "pattern" in o), user_id)
+                assert rule["pattern"] and rule["maxLength"] == 128
