@@ -1,6 +1,7 @@
 """Background mockup runs: deployments, a real process worker, priorities, status.
 
-One work pool (concurrency 1) and one `designflow worker` process serve the whole module;
+One work pool, made as the README says (`designflow deploy`, no limit), and one
+`designflow worker` process with its default limit serve the whole module;
 the worker inherits this module's catalog and NAS through its environment."""
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
     pool = f"pool-{uuid.uuid4().hex[:6]}"
     from designflow.deployments.deploy import deploy_all
 
-    deploy_all(pool, concurrency_limit=1)
+    deploy_all(pool)
     worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1")
     log = open(root / "worker.log", "wb")  # noqa: SIM115
     state = {
@@ -94,19 +95,28 @@ def stored_design(background, seed: int) -> int:
     return upload_designs(paths=[str(path)], user_id="bg")["stored"][0]["design_id"]
 
 
-def test_high_priority_run_starts_before_queued_low_ones(background) -> None:
+def test_backlog_runs_in_priority_order(background) -> None:
+    """The issue's backlog: 3 low, then 3 normal, then 3 high queued while no worker runs;
+    then one worker as the README starts it. No low run starts before every high run has
+    finished, and normal runs start before low ones."""
     from designflow.tasks.mockups import trigger_mockup_run
 
     design = stored_design(background, 800)
-    low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
-    high = trigger_mockup_run([design], ["tshirt"], "high", None)
-    start_worker(background)  # one slot (pool concurrency 1), three runs waiting
-    runs = wait_final(low + [high], workers=(background["worker"],))
+    queued = {
+        priority: [trigger_mockup_run([design], ["poster"], priority, None) for _ in range(3)]
+        for priority in ("low", "normal", "high")
+    }
+    start_worker(background)
+    runs = wait_final(sum(queued.values(), []), workers=(background["worker"],))
     assert all(run.state.is_completed() for run in runs.values()), {
         r: x.state.message for r, x in runs.items()
     }
-    assert runs[high].start_time < min(runs[r].start_time for r in low)
-    assert runs[high].work_queue_name == "high" and runs[low[0]].work_queue_name == "low"
+    started = {p: [runs[r].start_time for r in ids] for p, ids in queued.items()}
+    ended = {p: [runs[r].end_time for r in ids] for p, ids in queued.items()}
+    order = sorted((runs[r].start_time, p) for p, ids in queued.items() for r in ids)
+    assert min(started["low"]) >= max(ended["high"]), order
+    assert max(started["normal"]) <= min(started["low"]), order
+    assert all(runs[r].work_queue_name == p for p, ids in queued.items() for r in ids)
 
 
 def test_async_upload_returns_run_id_and_run_completes(background, capsys) -> None:
