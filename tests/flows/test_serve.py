@@ -14,21 +14,17 @@ from tests import images
 CRON = "*/7 * * * *"  # no other test uses it: the sweep deployment seen is serve's
 
 
-def _served(client, name: str):
-    """The deployment `name` once serve has registered it: no work pool (the serving
-    process runs it), and for the sweep, serve's own schedule."""
+def _served_sweep(client):
+    """The sweep deployment once serve has registered it: with serve's own schedule. serve
+    applies the deployments in order and the sweep last, so the others are serve's too."""
     from prefect.exceptions import ObjectNotFound
 
     try:
-        deployment = client.read_deployment_by_name(name)
+        deployment = client.read_deployment_by_name("sweep-inbox/sweep-inbox")
     except ObjectNotFound:
         return None
-    if deployment.work_pool_name is not None:
-        return None  # still the one `designflow deploy` made for a worker
-    if name.startswith("sweep-inbox") and (
-        not deployment.schedules or deployment.schedules[0].schedule.cron != CRON
-    ):
-        return None
+    if not deployment.schedules or deployment.schedules[0].schedule.cron != CRON:
+        return None  # still the one `designflow deploy` (or an earlier serve) made
     return deployment
 
 
@@ -47,10 +43,7 @@ def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_pat
     try:
         deadline = time.monotonic() + 120
         with get_client(sync_client=True) as client:
-            while not (
-                (sweep := _served(client, "sweep-inbox/sweep-inbox"))
-                and (upload := _served(client, "upload-designs/upload-designs"))
-            ):
+            while not (sweep := _served_sweep(client)):
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "serve did not register its deployments"
                 time.sleep(0.5)
@@ -58,7 +51,8 @@ def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_pat
             # One sweep at a time: Prefect keeps a deployment's limit as a global limit.
             limit = sweep.global_concurrency_limit
             assert (limit.limit if limit else sweep.concurrency_limit) == 1
-            # serve runs what is triggered: nothing else can, the deployment has no pool.
+            # serve runs what is triggered (no worker runs in this test session any more).
+            upload = client.read_deployment_by_name("upload-designs/upload-designs")
             run = client.create_flow_run_from_deployment(
                 upload.id, parameters={"paths": [str(design)], "user_id": "served"}
             )
