@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -13,6 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from designflow.flows.publish import publish_designs
 from designflow.flows.states import failure_reason
 from designflow.tasks.links import flow_run_markdown
+from designflow.tasks.metrics import record_mockup_run_metrics
 from designflow.tasks.mockups import render_design_mockups, store_mockup
 from designflow.tasks.resources import release_nas
 from designflow.tasks.retry import io_retry_delays
@@ -38,6 +40,7 @@ def generate_mockups(
     """
     logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None
+    started = time.perf_counter()
     logger.info("rendering %d template(s) for %d design(s)", len(template_ids), len(design_ids))
     try:
         delays = io_retry_delays()  # read at run time: a deployment can tune the backoff
@@ -81,6 +84,8 @@ def generate_mockups(
             release_nas()
         result["listings"] = published["listings"]
         result["listing_skipped"] = published["skipped"]
+    if run_id:  # a metrics failure never fails the run
+        record_mockup_run_metrics(result, started, len(design_ids), return_state=True)
     problems = [f["reason"] for f in failed[:3]]
     problems += [
         f"design {o['design_id']} not listed: {o['error']}"

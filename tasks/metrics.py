@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import resource
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from designflow.tasks import resources
 from designflow.tasks.mockups import MOCKUP_DEPLOYMENT
@@ -96,6 +98,43 @@ def record_run_metrics(report: dict, started_at: datetime) -> dict:
         "mockup_failure_rate": failure_rate,
         # ru_maxrss is in KiB on Linux: the peak of the process that ran the upload.
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "run_name": flow_run.name,
+        "files": sum(counts.get(k, 0) for k in ("stored", "duplicates", "rejected", "failed")),
     }
     resources.catalog().record_upload_run(metrics)
     return {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in metrics.items()}
+
+
+@task(
+    name="record-mockup-run-metrics",
+    retries=2,
+    retry_delay_seconds=[1, 3],
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def record_mockup_run_metrics(result: dict, started: float, designs: int) -> None:
+    """The mockup run's row for `designflow report`: its queue, how long it waited there,
+    how long it took and what it produced."""
+    created = flow_run.scheduled_start_time
+    resources.catalog().record_mockup_run(
+        {
+            "flow_run_id": uuid.UUID(result["flow_run_id"]),
+            "run_name": flow_run.name,
+            "upload_run_id": result.get("upload_run_id"),
+            "queue": _queue_name(),
+            "created_at": created,
+            "started_at": datetime.now(UTC) - timedelta(seconds=time.perf_counter() - started),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "designs": designs,
+            "mockups": len(result.get("mockups", [])),
+            "failed": len(result.get("failed", [])),
+            "listings": sum(1 for o in result.get("listings", []) if not o.get("error")),
+        }
+    )
+
+
+def _queue_name() -> str | None:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context.flow_run.work_queue_name if context and context.flow_run else None

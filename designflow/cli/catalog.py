@@ -120,16 +120,28 @@ def report(
     user: str | None = typer.Option(None, "--user"),
     format: ReportFormat = typer.Option(ReportFormat.table, "--format"),
     output: str | None = typer.Option(None, "--output", help="file to write (needed for parquet)"),
-    plot: str | None = typer.Option(None, "--plot", metavar="FILE.png", help="also draw stage time per run"),
+    wide: bool = typer.Option(False, "--wide", help="every recorded column (the table is wider than 100 characters)"),
+    plot: str | None = typer.Option(
+        None, "--plot", metavar="FILE", help="also draw where each upload run's time went (.png, .svg, .pdf or .html)"
+    ),
 ) -> int:  # fmt: skip
-    """Per-run metrics: durations, stage times, outcomes, mockup queue."""
+    """Per-run metrics: upload runs and background mockup runs (queue wait, failures)."""
     import polars as pl
 
-    from designflow.ops.report import plot_stage_times, runs_frame, summary
+    from designflow.ops.report import (
+        mockup_runs_frame,
+        mockup_summary,
+        narrow_mockups,
+        narrow_uploads,
+        plot_stage_times,
+        runs_frame,
+        summary,
+    )
     from designflow.tasks import resources
 
     try:
         frame = runs_frame(resources.catalog(), since, user)
+        mockups = mockup_runs_frame(resources.catalog(), since)
     except ValueError as exc:
         return fail(str(exc))
     finally:
@@ -145,9 +157,16 @@ def report(
         else:
             sys.stdout.write(frame.write_csv())
     else:
-        with pl.Config(tbl_rows=200, tbl_cols=30, tbl_width_chars=240, fmt_str_lengths=40):
-            out(str(frame.drop("flow_run_id") if "flow_run_id" in frame.columns else frame))
-            out(str(summary(frame)))
+        width = 400 if wide else 100
+        with pl.Config(tbl_rows=200, tbl_cols=40, tbl_width_chars=width, fmt_str_lengths=36,
+                       tbl_hide_column_data_types=not wide, tbl_hide_dataframe_shape=True):  # fmt: skip
+            out("upload runs")
+            out(str(frame if wide else narrow_uploads(frame)) if not frame.is_empty() else "  none")
+            if not frame.is_empty():
+                out(str(summary(frame)))
+            out(mockup_summary(mockups))
+            if not mockups.is_empty():
+                out(str(mockups if wide else narrow_mockups(mockups)))
     if plot:
         plot_stage_times(frame, plot)
         sys.stderr.write(f"plot written to {plot}\n")
