@@ -44,7 +44,7 @@ def worker(
         "Queue priorities decide which run starts only while the worker is at its limit",
     ),
 ) -> int:  # fmt: skip
-    """Run a Prefect process worker for the work pool."""
+    """Run a Prefect process worker for the work pool; SIGTERM or Ctrl-C stops it within 30 s."""
     from designflow.settings import Settings
 
     env = dict(os.environ)
@@ -60,11 +60,10 @@ def worker(
     if name:
         cmd += ["--name", name]
     cmd += ["--limit", str(limit)]
-    # Become the worker (exec), so signals such as Ctrl-C and SIGTERM reach it directly.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, cmd, env)
-    return 0  # not reached
+    guard_children()  # killed outright, its worker and runs go with it
+    from designflow.ops.worker import run_worker
+
+    return run_worker(cmd, env)
 
 
 @app.command()

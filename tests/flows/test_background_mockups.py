@@ -199,12 +199,13 @@ def test_two_workers_take_runs_from_one_pool(background) -> None:
         design = stored_design(background, 803)
         # worker-a was started with all queues; pause it so the low queue goes to worker-b.
         background["worker"].send_signal(subprocess.signal.SIGSTOP)
-        low = [trigger_mockup_run([design], ["poster"], "low", None) for _ in range(2)]
+        low = [trigger_mockup_run([design], ["poster"], "low", None)]
         low_runs = wait_final(low)
         background["worker"].send_signal(subprocess.signal.SIGCONT)
-        high = [trigger_mockup_run([design], ["tshirt"], "high", None) for _ in range(2)]
+        high = [trigger_mockup_run([design], ["tshirt"], "high", None)]
         high_runs = wait_final(high)
-        assert all(r.state.is_completed() for r in {**low_runs, **high_runs}.values())
+        states = {r: (x.state.name, x.state.message) for r, x in {**low_runs, **high_runs}.items()}
+        assert all(name == "Completed" for name, _ in states.values()), states
     finally:
         background["worker"].send_signal(subprocess.signal.SIGCONT)
         worker_b.terminate()
@@ -212,8 +213,8 @@ def test_two_workers_take_runs_from_one_pool(background) -> None:
         second_log.close()
     log_b = (Path(background["root"]) / "worker-b.log").read_text(errors="replace")
     log_a = (Path(background["root"]) / "worker.log").read_text(errors="replace")
-    assert all(r in log_b for r in low)  # worker-b ran the low-queue runs
-    assert all(r in log_a for r in high)  # worker-a, on the same pool, ran the others
+    assert all(r in log_b for r in low), log_b[-2000:]  # worker-b ran the low-queue runs
+    assert all(r in log_a for r in high), log_a[-2000:]  # worker-a ran the others
 
 
 def test_background_mockup_run_publishes_the_etsy_listing(background) -> None:
@@ -284,3 +285,56 @@ def test_run_form_has_titles_descriptions_and_whole_descriptions(background) -> 
                 user_id = properties["user_id"]
                 rule = next((o for o in user_id.get("anyOf", []) if "pattern" in o), user_id)
                 assert rule["pattern"] and rule["maxLength"] == 128
+
+
+def test_worker_stops_on_sigterm_five_times_in_a_row(background) -> None:
+    """`designflow worker` stops within 30 s of SIGTERM, starts no run after it, leaves no
+    process behind, and the run it was executing ends in a final state (not Running). (Five
+    workers stopped at once instead overloaded the test server's SQLite.)"""
+    import signal
+
+    import psutil
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from designflow.tasks.mockups import trigger_mockup_run
+
+    design = stored_design(background, 804)
+    if background["worker"] is not None:  # the module's worker must not take these runs
+        background["worker"].send_signal(signal.SIGSTOP)
+    env = dict(background["worker_env"], DESIGNFLOW_WORKER_STOP_GRACE_SECONDS="1")
+    late: list[str] = []
+    try:
+        with get_client(sync_client=True) as client:
+            for attempt in range(5):
+                run = uuid.UUID(trigger_mockup_run([design], ["poster"], "low", None))
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "designflow.cli", "worker", "--pool", background["pool"],
+                     "--poll-seconds", "1", "--name", f"stopping-{attempt}"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                deadline = time.monotonic() + 120
+                while not client.read_flow_run(run).state.is_running():
+                    assert worker.poll() is None and time.monotonic() < deadline, attempt
+                    time.sleep(0.2)
+                tree = psutil.Process(worker.pid).children(recursive=True)
+                signalled = time.monotonic()
+                worker.send_signal(signal.SIGTERM)
+                late.append(trigger_mockup_run([design], ["poster"], "low", None))
+                assert worker.wait(30) == 0, attempt
+                assert time.monotonic() - signalled < 30
+                # The run's process and Prefect's worker are gone; the watchdog follows its
+                # parent within a poll.
+                _, alive = psutil.wait_procs(tree, timeout=10)
+                assert not alive, (attempt, [p.cmdline() for p in alive])
+                state = client.read_flow_run(run).state
+                assert state.is_final(), (attempt, state.name)
+                assert client.read_flow_run(uuid.UUID(late[-1])).state.is_scheduled(), attempt
+                # The next worker must not take this one: cancel it now.
+                client.set_flow_run_state(uuid.UUID(late[-1]), Cancelled(), force=True)
+    finally:
+        with get_client(sync_client=True) as client:
+            for run_id in late:
+                client.set_flow_run_state(uuid.UUID(run_id), Cancelled(), force=True)
+        if background["worker"] is not None:
+            background["worker"].send_signal(signal.SIGCONT)
