@@ -36,7 +36,7 @@ from designflow.tasks.catalog import (
 )
 from designflow.tasks.etsy import save_listing_drafts
 from designflow.tasks.files import collect_files
-from designflow.tasks.fingerprint import fingerprint_file
+from designflow.tasks.fingerprint import fingerprint_file, fingerprint_files_in_threads
 from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
 from designflow.tasks.nas import upload_to_nas
@@ -156,13 +156,23 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates):
     """Each batch's report in order, the fingerprints of later batches computed ahead."""
     # NAS uploads get their own 4 threads: on the flow's runner they would queue behind the
     # fingerprints of later batches, which are submitted up front.
-    with ThreadPoolTaskRunner(max_workers=4) as nas_runner:
+    # Fingerprints: one task per batch, one batch at a time on its own runner, all submitted
+    # up front, so batch N+1 is decoded while batch N goes to the NAS and the catalog.
+    with (
+        ThreadPoolTaskRunner(max_workers=4) as nas_runner,
+        ThreadPoolTaskRunner(max_workers=1) as ahead_runner,
+    ):
         ahead = None
         if fingerprint_runner_kind() == "threads":
-            ahead = iter(fingerprint_file.map([f.path for batch in batches for f in batch]))
+            ahead = [
+                ahead_runner.submit(
+                    fingerprint_files_in_threads, parameters={"paths": [f.path for f in batch]}
+                )
+                for batch in batches
+            ]
         for index, batch in enumerate(batches, start=1):
             waited = time.perf_counter()
-            ready = [next(ahead).result() for _ in batch] if ahead is not None else None
+            ready = ahead[index - 1].result() if ahead is not None else None
             yield run_batch(
                 batch, user_id, index, len(batches), run_id, allow_near_duplicates, ready,
                 nas_runner, round((time.perf_counter() - waited) * 1000, 1),
@@ -240,7 +250,7 @@ def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], runner, label: str
 def fingerprint_files(paths: list[str]) -> list[Fingerprint | RejectedFile]:
     """Fingerprints on the configured runner: this flow's threads, or a Dask cluster."""
     if fingerprint_runner_kind() == "threads":
-        return [f.result() for f in fingerprint_file.map(paths)]
+        return fingerprint_files_in_threads(paths)
     with subflow_settings():
         return fingerprint_batch.with_options(task_runner=fingerprint_task_runner())(paths)
 
