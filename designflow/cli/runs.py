@@ -159,7 +159,11 @@ def _run_status(run_id) -> dict:
         "start_time": str(run.start_time) if run.start_time else None,
         "end_time": str(run.end_time) if run.end_time else None,
         "tasks": sorted((t.name, t.state.name if t.state else "?") for t in tasks),
-        "result": result
-        if isinstance(result, dict | list | str | int | float | type(None))
-        else str(result),
+        # A failed upload's result is its UploadIncomplete: show the report it carries.
+        "result": getattr(result, "report", None)
+        or (
+            result
+            if isinstance(result, dict | list | str | int | float | type(None))
+            else str(result)
+        ),
     }

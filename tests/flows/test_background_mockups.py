@@ -6,6 +6,7 @@ the worker inherits this module's catalog and NAS through its environment."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -183,6 +184,29 @@ def test_api_triggered_upload_over_http(background) -> None:
             time.sleep(0.5)
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert Catalog(os.environ["DESIGNFLOW_DATABASE_URL"]).count_designs("api-user") == 1
+
+    # The same through `designflow trigger`: twice with one idempotency key, one run.
+    other = images.write_png(Path(background["root"]) / "cli-api.png", seed=805)
+    command = [sys.executable, "-m", "designflow.cli", "trigger", "upload-designs",
+               "--param", f"paths={json.dumps([str(other)])}",
+               "--param", "user_id=api-user", "--queue", "high", "--idempotency-key", "cli-api-1", "--json"]  # fmt: skip
+    made = [
+        json.loads(
+            subprocess.run(
+                command,
+                env=background["worker_env"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert made[0]["flow_run_id"] == made[1]["flow_run_id"] and made[0]["queue"] == "high"
+    finished = wait_final([made[0]["flow_run_id"]])[made[0]["flow_run_id"]]
+    assert finished.state.is_completed(), finished.state.message
+    assert Catalog(os.environ["DESIGNFLOW_DATABASE_URL"]).count_designs("api-user") == 2
 
 
 def test_two_workers_take_runs_from_one_pool(background) -> None:
