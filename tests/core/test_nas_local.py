@@ -4,7 +4,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from designflow.storage.nas import (
     design_path,
     nas_from_url,
 )
+from tests.disks import tmpfs
 
 
 def sha(data: bytes) -> str:
@@ -54,12 +54,9 @@ def test_changed_source_leaves_nothing(tmp_path: Path) -> None:
 
 @pytest.fixture
 def one_mb_disk(tmp_path: Path):
-    """A 1 MB tmpfs (the CI runs as root): a write fails in the middle of the copy."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    """A 1 MB disk: a write fails in the middle of the copy."""
+    with tmpfs(tmp_path / "disk", "1m") as mount_point:
+        yield mount_point
 
 
 def test_failed_write_mid_copy_leaves_no_temporary(tmp_path: Path, one_mb_disk: Path) -> None:

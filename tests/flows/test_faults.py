@@ -22,6 +22,7 @@ from designflow.flows.upload import upload_designs
 from designflow.ingest import progress
 from tests import images
 from tests.conftest import DesignflowEnv
+from tests.disks import tmpfs
 from tests.retries import watch_retries
 from tests.sftp_servers import start_sftp_server
 
@@ -122,12 +123,9 @@ def test_postgres_restarted_mid_run(
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 3 MB tmpfs (root only, which the CI is): the NAS disk that fills up."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], check=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    """A 3 MB disk: the NAS disk that fills up."""
+    with tmpfs(tmp_path / "small-disk", "3m") as mount_point:
+        yield mount_point
 
 
 def test_nas_disk_full_then_space_freed(designflow_env, small_disk: Path, monkeypatch) -> None:
