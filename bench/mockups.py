@@ -74,6 +74,15 @@ def render_benchmark(runs: int) -> None:
             render_mockup(design, t)
         return (time.perf_counter() - start) / len(ts)
 
+    def ours_same_steps(ts: list[Template]) -> float:
+        """From the decoded array, as the baseline starts: premultiply and downscale (once
+        per design, as the flow does) plus every render."""
+        start = time.perf_counter()
+        design = PreparedDesign.from_array(raw, max_side=side)
+        for t in ts:
+            render_mockup(design, t)
+        return (time.perf_counter() - start) / len(ts)
+
     prepared = PreparedDesign.from_bytes(data, max_side=side)
     raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
@@ -87,15 +96,21 @@ def render_benchmark(runs: int) -> None:
     for label, ts in (("1 template", templates[:1]), ("10 templates", ten)):
         inc = statistics.median(ours(ts, True) for _ in range(runs))
         exc = statistics.median(ours(ts, False) for _ in range(runs))
+        same = statistics.median(ours_same_steps(ts) for _ in range(runs))
         base = statistics.median(naive(ts) for _ in range(max(1, runs // 2)))
-        rows.append((label, inc, exc, base))
+        rows.append((label, inc, exc, same, base))
     print(
         f"4500x5400 RGBA design ({len(data) / 1e6:.1f} MB PNG) -> 2000x2000 JPEG mockups, medians of {runs}"
     )
-    for label, inc, exc, base in rows:
-        print(f"  {label:13}: {1000 * inc:7.1f} ms/mockup with decode, {1000 * exc:6.1f} ms/mockup after decode"
-              f"  (float32 full-frame baseline after decode: {1000 * base:6.1f} ms, {base / exc:.1f}x)")  # fmt: skip
-    print("  target: <= 30 ms per mockup after decode")
+    for label, inc, exc, same, base in rows:
+        print(
+            f"  {label:13}: {1000 * inc:7.1f} ms/mockup with decode, {1000 * exc:6.1f} ms/mockup render only"
+        )
+        print(f"  {'':13}  same steps from the decoded array (prepare + render): ours {1000 * same:6.1f} ms, "
+              f"float32 full-frame baseline {1000 * base:6.1f} ms: {base / same:.1f}x")  # fmt: skip
+    print(
+        "  target: <= 30 ms per mockup after decode (render only: the design is prepared once per run)"
+    )
 
 
 def _free_port() -> int:

@@ -2,10 +2,14 @@
 
 Run: python -m bench.sftp [--files 50] [--mb 10] [--rounds 3]
 
-Starts a local sshd on 127.0.0.1 (own config, host key and client key in a temp folder),
-uploads the same files with (a) `sftp -b` and (b) SftpNas with 4 worker threads, interleaved,
-and prints both throughputs and b/a. Then the per-file cost of a pooled upload against a
-new connection per file, on small files.
+Starts a local sshd on 127.0.0.1 (own config, host key and client key in a temp folder) and
+uploads the same files, interleaved, like with like:
+  warm: designflow's pool (connections and upload processes already open) against 4 `sftp`
+        processes connected before the clock starts, fed `put` lines through stdin;
+  cold: a fresh designflow NAS (its connections and processes started inside the timing)
+        against 4 `sftp -b` processes started together, each with a quarter of the files;
+  and, as before, one `sftp -b` over one connection.
+Then the per-file cost of a pooled upload against a new connection per file, on small files.
 """
 
 from __future__ import annotations
@@ -58,6 +62,78 @@ def run_openssh(server: OpenSshServer, files: list[tuple[Path, str]], dest: Path
     return time.perf_counter() - start
 
 
+def _sftp_cmd(server: OpenSshServer, *extra: str) -> list[str]:
+    return [
+        "sftp", "-q", *extra, "-P", str(server.port), "-i", server.key_file,
+        "-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", f"{server.user}@127.0.0.1",
+    ]  # fmt: skip
+
+
+def _quarters(files: list[tuple[Path, str]]) -> list[list[tuple[Path, str]]]:
+    return [files[i::4] for i in range(4)]
+
+
+def start_warm_openssh(server: OpenSshServer) -> list[subprocess.Popen]:
+    """4 connected `sftp` sessions reading commands from a pipe."""
+    sessions = [
+        subprocess.Popen(
+            _sftp_cmd(server),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    _run_in_sessions(sessions, [[] for _ in sessions], server.root, "connect")
+    return sessions
+
+
+def _run_in_sessions(sessions, parts, dest: Path, marker: str) -> float:
+    start = time.perf_counter()
+    for session, part in zip(sessions, parts, strict=True):
+        lines = "".join(f'put "{p}" "{dest}/{p.name}"\n' for p, _ in part)
+        session.stdin.write(f"{lines}!echo {marker}\n")
+        session.stdin.flush()
+    for session in sessions:
+        while marker not in session.stdout.readline():
+            pass
+    return time.perf_counter() - start
+
+
+def run_openssh_warm(sessions, files, dest: Path) -> float:
+    dest.mkdir(parents=True, exist_ok=True)
+    return _run_in_sessions(sessions, _quarters(files), dest, f"done-{time.monotonic_ns()}")
+
+
+def run_openssh_cold_parallel(server: OpenSshServer, files, dest: Path) -> float:
+    dest.mkdir(parents=True, exist_ok=True)
+    batches = []
+    for i, part in enumerate(_quarters(files)):
+        batch = server.folder / f"batch-{i}.txt"
+        batch.write_text("".join(f'put "{p}" "{dest}/{p.name}"\n' for p, _ in part))
+        batches.append(batch)
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(_sftp_cmd(server, "-b", str(b)), stdout=subprocess.DEVNULL)
+        for b in batches
+    ]
+    assert all(p.wait() == 0 for p in procs)
+    return time.perf_counter() - start
+
+
+def run_designflow_cold(server: OpenSshServer, files, user: str) -> float:
+    start = time.perf_counter()
+    nas = new_nas(server, processes=2)
+    try:
+        run_designflow(nas, files, user)
+    finally:
+        nas.close()
+    return time.perf_counter() - start
+
+
 def run_designflow(nas: SftpNas, files: list[tuple[Path, str]], user: str) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -80,38 +156,47 @@ def main() -> None:
     try:
         files = make_files(work / "src", args.files, int(args.mb * 1024 * 1024), "big")
         total_mb = sum(p.stat().st_size for p, _ in files) / 1e6
-        theirs, ours, threads_only = [], [], []
+        runs: dict[str, list[float]] = {k: [] for k in (
+            "sftp -b, 1 connection", "sftp x4 warm", "designflow warm", "designflow in-thread warm",
+            "sftp -b x4 cold", "designflow cold")}  # fmt: skip
         nas = new_nas(server, processes=2)  # the default configuration
         in_thread = new_nas(server)  # DESIGNFLOW_NAS_UPLOAD_PROCESSES=0
         run_designflow(nas, files[:2], "warm")  # worker processes start once per run
+        run_designflow(in_thread, files[:4], "warm-thread")
+        sessions = start_warm_openssh(server)
         for r in range(args.rounds):
             shutil.rmtree(server.root, ignore_errors=True)
             server.root.mkdir()
             for n in (nas, in_thread):
                 n._forget_dirs()  # the folders were removed under them
-            theirs.append(run_openssh(server, files, server.root / "openssh"))
-            ours.append(run_designflow(nas, files, f"round{r}"))
-            threads_only.append(run_designflow(in_thread, files, f"thread{r}"))
-            print(
-                f"  round {r + 1}: sftp -b {total_mb / theirs[-1]:6.1f} MB/s,"
-                f" designflow {total_mb / ours[-1]:6.1f} MB/s, in-thread {total_mb / threads_only[-1]:6.1f} MB/s"
+            runs["sftp -b, 1 connection"].append(
+                run_openssh(server, files, server.root / "openssh")
             )
-        a, b, c = (
-            statistics.median(theirs),
-            statistics.median(ours),
-            statistics.median(threads_only),
-        )
+            runs["sftp x4 warm"].append(run_openssh_warm(sessions, files, server.root / f"warm{r}"))
+            runs["designflow warm"].append(run_designflow(nas, files, f"round{r}"))
+            runs["designflow in-thread warm"].append(run_designflow(in_thread, files, f"thread{r}"))
+            runs["sftp -b x4 cold"].append(
+                run_openssh_cold_parallel(server, files, server.root / f"cold{r}")
+            )
+            runs["designflow cold"].append(run_designflow_cold(server, files, f"cold{r}"))
+            print(
+                f"  round {r + 1}: "
+                + ", ".join(f"{k} {total_mb / v[-1]:.0f} MB/s" for k, v in runs.items())
+            )
+        med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"{args.files} files x {args.mb:g} MB over loopback, {args.rounds} rounds (medians)")
-        print(f"OpenSSH sftp -b                      : {total_mb / a:7.1f} MB/s")
+        for k, v in med.items():
+            print(f"  {k:27}: {total_mb / v:7.1f} MB/s")
+        print(f"warm, like with like: designflow / 4 warm sftp sessions = "
+              f"{med['sftp x4 warm'] / med['designflow warm']:.2f}x")  # fmt: skip
+        print(f"cold, like with like: designflow / 4 sftp -b at once    = "
+              f"{med['sftp -b x4 cold'] / med['designflow cold']:.2f}x")  # fmt: skip
         print(
-            f"designflow (4 tasks, 2 upload procs) : {total_mb / b:7.1f} MB/s  = {a / b:.2f}x OpenSSH (target >= 0.9)"
+            f"in-thread handshakes, all rounds: {in_thread.pool.handshakes} (pool of {in_thread.pool.max_connections})"
         )
-        print(
-            f"designflow in-thread, 4 connections  : {total_mb / c:7.1f} MB/s  = {a / c:.2f}x OpenSSH"
-        )
-        print(
-            f"in-thread handshakes, all rounds     : {in_thread.pool.handshakes} (pool of {in_thread.pool.max_connections})"
-        )
+        for session in sessions:
+            session.stdin.close()
+            session.wait(10)
         nas.close()
         in_thread.close()
 

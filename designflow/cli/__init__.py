@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # on a busy 2-core machine took longer. No telemetry from a seller's machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _results_under_designflow_home()
     try:
         code = app(args=args, standalone_mode=False, prog_name="designflow")
     except TyperException as exc:  # a usage error: the message (or help) and exit code 2
@@ -35,3 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     return int(code or 0)
+
+
+def _results_under_designflow_home() -> None:
+    """Runs started here (and by `designflow worker`, whose runs inherit the environment) keep
+    their results under DESIGNFLOW_HOME/results, beside the embedded catalog, unless Prefect's
+    own setting says otherwise: `designflow status` and the UI read them back from there."""
+    if (
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH" in os.environ
+        or "PREFECT_LOCAL_STORAGE_PATH" in os.environ
+    ):
+        return
+    from designflow.settings import Settings
+
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Settings.from_env().home / "results")

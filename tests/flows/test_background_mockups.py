@@ -6,6 +6,7 @@ the worker inherits this module's catalog and NAS through its environment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -71,6 +72,21 @@ def start_worker(background) -> None:
              "--name", "worker-a"],
             env=background["worker_env"], stdout=background["log"], stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+
+def pause_tree(worker: subprocess.Popen | None, pause: bool) -> None:
+    """Freeze (or thaw) `designflow worker` and Prefect's worker under it: the command
+    supervises Prefect's worker in its own session, so a signal to it alone does not."""
+    import signal
+
+    import psutil
+
+    if worker is None:
+        return
+    tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGSTOP if pause else signal.SIGCONT)
 
 
 def wait_final(run_ids: list[str], timeout: float = 240, workers: tuple = ()) -> dict:
@@ -222,16 +238,16 @@ def test_two_workers_take_runs_from_one_pool(background) -> None:
     try:
         design = stored_design(background, 803)
         # worker-a was started with all queues; pause it so the low queue goes to worker-b.
-        background["worker"].send_signal(subprocess.signal.SIGSTOP)
+        pause_tree(background["worker"], True)
         low = [trigger_mockup_run([design], ["poster"], "low", None)]
         low_runs = wait_final(low)
-        background["worker"].send_signal(subprocess.signal.SIGCONT)
+        pause_tree(background["worker"], False)
         high = [trigger_mockup_run([design], ["tshirt"], "high", None)]
         high_runs = wait_final(high)
         states = {r: (x.state.name, x.state.message) for r, x in {**low_runs, **high_runs}.items()}
         assert all(name == "Completed" for name, _ in states.values()), states
     finally:
-        background["worker"].send_signal(subprocess.signal.SIGCONT)
+        pause_tree(background["worker"], False)
         worker_b.terminate()
         worker_b.wait(30)
         second_log.close()
@@ -325,7 +341,7 @@ def test_worker_stops_on_sigterm_five_times_in_a_row(background) -> None:
 
     design = stored_design(background, 804)
     if background["worker"] is not None:  # the module's worker must not take these runs
-        background["worker"].send_signal(signal.SIGSTOP)
+        pause_tree(background["worker"], True)
     env = dict(background["worker_env"], DESIGNFLOW_WORKER_STOP_GRACE_SECONDS="1")
     late: list[str] = []
     try:
@@ -361,4 +377,4 @@ def test_worker_stops_on_sigterm_five_times_in_a_row(background) -> None:
             for run_id in late:
                 client.set_flow_run_state(uuid.UUID(run_id), Cancelled(), force=True)
         if background["worker"] is not None:
-            background["worker"].send_signal(signal.SIGCONT)
+            pause_tree(background["worker"], False)

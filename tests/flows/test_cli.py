@@ -132,3 +132,5 @@ def test_real_process_on_temporary_prefect_server(
     report = json.loads(run.stdout)
     assert len(report["stored"]) == 2
     assert "temporary server" in run.stderr  # no PREFECT_API_URL: Prefect's ephemeral server
+    # The run's result is kept under DESIGNFLOW_HOME (for `designflow status` and the UI).
+    assert [p for p in (designflow_env.home / "results").iterdir() if p.is_file()]
