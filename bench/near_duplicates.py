@@ -196,8 +196,10 @@ def search_benchmark(url: str, designs: int, runs: int) -> None:
     t_c, found_c = timed(seed, runs)
 
     def recall(found: set) -> str:
-        precision = 100 * len(found & truth) / len(found) if found else 100.0
-        return f"{100 * len(found & truth) / len(truth):5.1f}%  precision {precision:5.1f}%"
+        precision = (
+            f"{100 * len(found & truth) / len(found):5.1f}%" if found else "  n/a (nothing found)"
+        )
+        return f"{100 * len(found & truth) / len(truth):5.1f}%  precision {precision}"
 
     print(f"batch of 20 designs ({len(queries)} queries: trimmed, mirrored, plain) against {designs:,} designs, T = {T}; "
           f"{len(truth)} true matches")  # fmt: skip
