@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 from typer.exceptions import TyperException
 
-from designflow.cli import catalog, etsy, runs, sweep, templates, trigger, upload  # noqa: F401  (registers)
+from designflow.cli import catalog, etsy, runs, server, sweep, templates, trigger, upload  # noqa: F401  (registers)
 from designflow.cli.app import app, err
 
 

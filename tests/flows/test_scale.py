@@ -12,11 +12,10 @@ import uuid
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from designflow.flows.upload import fingerprint_batch
 from tests import images
-from tests.conftest import DesignflowEnv
+from tests.conftest import DesignflowEnv, _url_for_database
 
 
 def test_dask_runner_gives_the_same_fingerprints_as_threads(
@@ -48,27 +47,22 @@ def _free_port() -> int:
 def test_prefect_server_on_postgresql_runs_an_upload(
     designflow_env: DesignflowEnv, pg_admin_url: str, tmp_path
 ) -> None:
-    """`prefect server start` with PREFECT_API_DATABASE_CONNECTION_URL on PostgreSQL: an
+    """`designflow server --database-url` (Prefect's server on PostgreSQL, one command): an
     upload run through it leaves its flow run in that database."""
     import httpx
 
     name = f"prefect_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    parts = conninfo_to_dict(pg_admin_url)
-    host = parts.get("host", "127.0.0.1")
-    where = f"?host={host}" if str(host).startswith("/") else ""
-    netloc = "" if where else f"{host}:{parts.get('port', 5432)}"
-    db_url = f"postgresql+asyncpg://{parts.get('user', 'postgres')}@{netloc}/{name}{where}"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_API_DATABASE_CONNECTION_URL=db_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "designflow.cli", "server", "--port", str(port),
+         "--database-url", _url_for_database(pg_admin_url, name)],
         env=env, stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
