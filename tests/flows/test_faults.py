@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -163,23 +162,24 @@ def test_upload_process_killed_mid_batch_then_rerun(designflow_env: DesignflowEn
     child = subprocess.Popen(
         [sys.executable, "-m", "designflow.cli", "upload", str(folder), "--user", "killed",
          "--batch-max-images", "4", "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    nas_user = designflow_env.nas_root / "users" / "killed"
-    deadline = time.monotonic() + 120
+    seen: list[str] = []
     try:
-        # Batch 1 is recorded and batch 2 has files on the NAS: kill it in the middle.
-        while time.monotonic() < deadline and child.poll() is None:
-            on_nas = len(final_files(nas_user)) if nas_user.exists() else 0
-            if len(catalog.designs_of_user("killed")) >= 4 and on_nas > 4:
+        # Killed at the line the flow logs as batch 2's files start for the NAS: batch 1 is
+        # recorded, batch 2 is in the middle of its uploads (no polling, no window).
+        for line in child.stderr:
+            seen.append(line)
+            if "batch 2/3: uploading" in line:
+                child.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.005)
-        assert child.poll() is None, "the upload finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
         child.wait(30)
+        assert child.returncode == -signal.SIGKILL, "not killed mid-run:\n" + "".join(seen)[-3000:]
     finally:
         if child.poll() is None:
             child.kill()
+        child.stderr.close()
+    nas_user = designflow_env.nas_root / "users" / "killed"
     rows = catalog.designs_of_user("killed")
     assert 4 <= len(rows) < 12
     for row in rows:  # what was recorded is whole on the NAS
