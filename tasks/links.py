@@ -7,10 +7,9 @@ def flow_run_url(run_id: str | None) -> str | None:
     """The run's page in the UI (PREFECT_UI_URL, derived by Prefect from the API URL)."""
     from prefect.settings import get_current_settings
 
-    if not run_id:
-        return None
-    ui = get_current_settings().ui_url
-    return f"{ui.rstrip('/')}/runs/flow-run/{run_id}" if ui else None
+    from designflow.ops.trigger import flow_run_page
+
+    return flow_run_page(get_current_settings().ui_url, run_id)
 
 
 def flow_run_markdown(run_id: str | None, label: str = "run") -> str:

@@ -65,13 +65,13 @@ def mockup_queue_figures() -> tuple[int | None, float | None]:
     return waiting, (failed / finished if finished else 0.0)
 
 
-@task(
-    name="record-run-metrics",
-    retries=2,
-    retry_delay_seconds=[1, 3],
-    cache_policy=NO_CACHE,
-    persist_result=False,
+# Metrics are recorded after the run's work: a short retry for a catalog hiccup, no result kept.
+_METRICS_TASK = dict(
+    retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE, persist_result=False
 )
+
+
+@task(name="record-run-metrics", **_METRICS_TASK)
 def record_run_metrics(report: dict, started_at: datetime) -> dict:
     timings = report.get("timings_ms", {})
     counts = report.get("counts", {})
@@ -105,13 +105,7 @@ def record_run_metrics(report: dict, started_at: datetime) -> dict:
     return {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in metrics.items()}
 
 
-@task(
-    name="record-mockup-run-metrics",
-    retries=2,
-    retry_delay_seconds=[1, 3],
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+@task(name="record-mockup-run-metrics", **_METRICS_TASK)
 def record_mockup_run_metrics(result: dict, started: float, designs: int) -> None:
     """The mockup run's row for `designflow report`: its queue, how long it waited there,
     how long it took and what it produced."""

@@ -24,7 +24,7 @@ def trigger(
     """Create a run of a deployment (retrying 429 and 503) and print its id."""
     from prefect.settings import Settings as PrefectSettings
 
-    from designflow.ops.trigger import PrefectApi, PrefectApiError
+    from designflow.ops.trigger import PrefectApi, PrefectApiError, flow_run_page
 
     settings = PrefectSettings()  # read now: the environment and the active profile
     if not settings.api.url:
@@ -40,14 +40,13 @@ def trigger(
             run = api.create_flow_run(name, parameters, queue, key)
     except PrefectApiError as exc:
         return fail(str(exc), 1)
-    ui = settings.ui_url
     info = {
         "flow_run_id": run["id"],
         "name": run["name"],
         "deployment": name,
         "queue": run.get("work_queue_name"),
         "parameters": run.get("parameters", parameters),
-        "url": f"{ui.rstrip('/')}/runs/flow-run/{run['id']}" if ui else None,
+        "url": flow_run_page(settings.ui_url, run["id"]),
     }
     if as_json:
         print_json(info)

@@ -63,6 +63,13 @@ class PrefectApi:
         return self.call("POST", f"/deployments/{found['id']}/create_flow_run", json=body)
 
 
+def flow_run_page(ui_url: str | None, run_id: str | None) -> str | None:
+    """A run's page in the Prefect UI, where the UI's address is known."""
+    if not ui_url or not run_id:
+        return None
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{run_id}"
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         return min(float(response.headers["retry-after"]), 60.0)
