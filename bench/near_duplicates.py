@@ -15,7 +15,8 @@ recall and precision against (d).
 
 Quality: each of --quality synthetic designs against its transformed copies and against
 the other designs: detection rate per transformation and false-match rate, for the plain
-phash and for designflow's rule (trimmed phash, mirrored query, phash+dhash confirmation).
+phash and for designflow's rule (trimmed phash, mirrored query, phash+dhash confirmation),
+then precision and recall of each rule over every copy against every original.
 """
 
 from __future__ import annotations
@@ -312,6 +313,26 @@ def quality_benchmark(count: int) -> None:
     fp_unconfirmed = sum(near_pair(a, b, T, 128) is not None for a, b in pairs) / len(pairs)
     print(f"{'distinct designs':22} {100 * fp_plain:10.2f}% {100 * fp_ours:10.2f}%   false-match rate over {len(pairs)} pairs "
           f"(without the dhash confirmation: {100 * fp_unconfirmed:.2f}%)")  # fmt: skip
+    # Precision over every copy against every original: a match to its own original is a true
+    # match, a match to any other design is a false one (what a seller would see as a wrong
+    # "near duplicate of ..." verdict).
+    for rule_name, rule in (("plain phash", plain), ("designflow", ours)):
+        true_matches = false_matches = missed = 0
+        for pairs_of_transform in copies.values():
+            for seed, copy in pairs_of_transform:
+                for other_seed, original in enumerate(originals):
+                    matched = rule(copy, original)
+                    if other_seed == seed:
+                        true_matches += matched
+                        missed += not matched
+                    else:
+                        false_matches += matched
+        false_matches += sum(rule(a, b) for a, b in pairs)
+        declared = true_matches + false_matches
+        precision = 100 * true_matches / declared if declared else float("nan")
+        recall = 100 * true_matches / (true_matches + missed)
+        print(f"{rule_name:22} precision {precision:5.1f}%  recall {recall:5.1f}%  "
+              f"({true_matches} true, {false_matches} false, {missed} missed matches)")  # fmt: skip
     _ = near_queries  # the flow queries both orientations the same way
 
 
