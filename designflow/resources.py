@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from designflow.catalog import Catalog
 from designflow.settings import Settings
-from designflow.storage.nas import Nas, nas_from_url
+from designflow.storage.nas import Nas, NasError, nas_from_url
 
 if TYPE_CHECKING:
     from designflow.etsy.client import EtsyClient
+    from designflow.ingest.sources import RemoteLocation
     from designflow.mockups.render import Template
 
 
@@ -59,6 +60,7 @@ class Resources:
         self._catalog: Catalog | None = None
         self._database_url: str | None = None
         self._nas: Nas | None = None
+        self._source_servers: dict[tuple[str, str, int], Nas] = {}  # other SFTP sources
         self._etsy: EtsyShop | None = None
         self._templates: dict[tuple[str, float], Template] = {}
 
@@ -114,9 +116,61 @@ class Resources:
     def release_nas(self) -> None:
         """End of a run: close idle NAS connections (the pool itself stays usable)."""
         with self._lock:
-            nas = self._nas
-        if nas is not None:
-            nas.release()
+            held = [self._nas, *self._source_servers.values()]
+        for nas in held:
+            if nas is not None:
+                nas.release()
+
+    def locate(self, name: str) -> RemoteLocation | Path:
+        """Where a `nas:` or `sftp://` source name points. `nas:` is relative to the NAS root
+        (a local path when the NAS is a folder); an `sftp://` URL on the NAS's own server
+        and under its root is read through the NAS's pool, any other through a pool of its
+        own with the NAS's credentials and known hosts."""
+        from designflow.ingest.sources import NAS_PREFIX, RemoteLocation, nas_relative
+        from designflow.storage.nas import LocalNas
+
+        nas = self.nas()
+        if name.startswith(NAS_PREFIX):
+            rel = nas_relative(name)
+            if isinstance(nas, LocalNas):
+                return nas.root / rel
+            return RemoteLocation(nas, rel, NAS_PREFIX)
+        return self._locate_sftp_url(name, nas)
+
+    def _locate_sftp_url(self, name: str, nas: Nas) -> RemoteLocation:
+        import posixpath
+
+        from designflow.ingest.sources import RemoteLocation
+        from designflow.storage.sftp import SftpCredentials, SftpNas, SftpPool, SftpTarget
+
+        target = SftpTarget.from_url(name)
+        if ".." in target.base_path.split("/"):
+            raise NasError(f"{name}: '..' is not allowed in a source URL")
+        server = (target.username, target.host, target.port)
+        if isinstance(nas, SftpNas):
+            own = nas.target
+            root = own.base_path.rstrip("/") + "/"
+            if server == (own.username, own.host, own.port) and target.base_path.startswith(root):
+                rel = target.base_path[len(root) :].strip("/")
+                return RemoteLocation(
+                    nas, rel, f"sftp://{own.username}@{own.host}:{own.port}{root}"
+                )
+        with self._lock:
+            other = self._source_servers.get(server)
+            if other is None:
+                if isinstance(nas, SftpNas):
+                    credentials = nas.pool.credentials
+                else:
+                    s = self.settings
+                    credentials = SftpCredentials(
+                        known_hosts=s.nas_known_hosts, password=s.nas_password,
+                        key_file=s.nas_key_file, key_passphrase=s.nas_key_passphrase,
+                    )  # fmt: skip
+                at_root = SftpTarget(target.host, target.port, target.username, "/")
+                other = SftpNas(at_root, SftpPool(at_root, credentials, 4))
+                self._source_servers[server] = other
+        rel = posixpath.normpath(target.base_path).lstrip("/")
+        return RemoteLocation(other, rel, f"sftp://{target.username}@{target.host}:{target.port}/")
 
     # -- Etsy ------------------------------------------------------------------------------
 
@@ -190,9 +244,11 @@ class Resources:
         with self._lock:
             catalog, nas, etsy = self._catalog, self._nas, self._etsy
             self._catalog = self._nas = self._etsy = None
+            sources, self._source_servers = list(self._source_servers.values()), {}
             self._templates.clear()
-        if nas is not None:
-            nas.close()
+        for source in [nas, *sources]:
+            if source is not None:
+                source.close()
         if etsy is not None:
             etsy.client.close()
         if catalog is not None:

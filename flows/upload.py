@@ -7,6 +7,7 @@ the ingest service (designflow.ingest.service); this module only runs its steps 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -15,6 +16,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import unmapped
 
 from designflow.etsy.listings import listing_for, read_manifest
 from designflow.flows.mockups import generate_mockups
@@ -41,7 +43,7 @@ from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
 from designflow.tasks.nas import upload_to_nas
 from designflow.tasks.reporting import UploadProgress, publish_upload_report
-from designflow.tasks.resources import current_settings, release_nas
+from designflow.tasks.resources import current_settings, release_nas, staging_folder
 from designflow.tasks.retry import io_retry_delays
 from designflow.tasks.runners import fingerprint_runner_kind, fingerprint_task_runner
 
@@ -131,12 +133,13 @@ def upload_designs(
         user_id, len(files), len(batches), count_user_designs(user_id),
     )  # fmt: skip
     progress = UploadProgress(total=len(files))
+    staging = staging_folder(run_id or uuid.uuid4().hex)  # for sources on the NAS
     try:
-        for outcome in run_batches(batches, user_id, run_id, allow_near_duplicates):
+        for outcome in run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
             report.add_batch(outcome)
             progress.advance(outcome.files, f"batch {outcome.batch_index}/{len(batches)} done")
     finally:
-        release_nas()
+        release_nas(staging)
     publish_listings_and_mockups(report, listings, listings_manifest, mockup_templates,
                                  async_mockups, priority)  # fmt: skip
     report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
@@ -152,7 +155,7 @@ def upload_designs(
     return result
 
 
-def run_batches(batches, user_id, run_id, allow_near_duplicates):
+def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
     """Each batch's report in order, the fingerprints of later batches computed ahead."""
     # NAS uploads get their own 4 threads: on the flow's runner they would queue behind the
     # fingerprints of later batches, which are submitted up front.
@@ -166,7 +169,8 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates):
         if fingerprint_runner_kind() == "threads":
             ahead = [
                 ahead_runner.submit(
-                    fingerprint_files_in_threads, parameters={"paths": [f.path for f in batch]}
+                    fingerprint_files_in_threads,
+                    parameters={"paths": [f.path for f in batch], "staging": staging},
                 )
                 for batch in batches
             ]
@@ -175,7 +179,7 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates):
             ready = ahead[index - 1].result() if ahead is not None else None
             yield run_batch(
                 batch, user_id, index, len(batches), run_id, allow_near_duplicates, ready,
-                nas_runner, round((time.perf_counter() - waited) * 1000, 1),
+                nas_runner, round((time.perf_counter() - waited) * 1000, 1), staging,
             )  # fmt: skip
 
 
@@ -189,6 +193,7 @@ def run_batch(
     fingerprints: list[Fingerprint | RejectedFile] | None,
     nas_runner: ThreadPoolTaskRunner,
     fingerprint_wait_ms: float | None = None,
+    staging: str | None = None,
 ) -> BatchReport:
     """One batch's steps as tasks of the calling flow (a sub-flow per batch cost ~2.5 s on
     the default SQLite server, measured); the ingest service decides each file's fate."""
@@ -200,7 +205,8 @@ def run_batch(
         settings.near_dup_confirm, log=lambda message: logger.info("%s: %s", label, message),
     )  # fmt: skip
     if fingerprints is None:
-        fingerprints, fingerprint_wait_ms = fingerprint_files([f.path for f in files]), None
+        fingerprints = fingerprint_files([f.path for f in files], staging)
+        fingerprint_wait_ms = None
     sha256s = ingest.fingerprinted(fingerprints, fingerprint_wait_ms)
 
     lookup = find_known_designs(user_id, sha256s, return_state=True)
@@ -247,18 +253,18 @@ def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], runner, label: str
         ingest.uploaded(u, error, "" if error is None else failure_reason(state))
 
 
-def fingerprint_files(paths: list[str]) -> list[Fingerprint | RejectedFile]:
+def fingerprint_files(paths: list[str], staging: str | None) -> list:
     """Fingerprints on the configured runner: this flow's threads, or a Dask cluster."""
     if fingerprint_runner_kind() == "threads":
-        return fingerprint_files_in_threads(paths)
+        return fingerprint_files_in_threads(paths, staging)
     with subflow_settings():
-        return fingerprint_batch.with_options(task_runner=fingerprint_task_runner())(paths)
+        return fingerprint_batch.with_options(task_runner=fingerprint_task_runner())(paths, staging)
 
 
 @flow(name="fingerprint-batch", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def fingerprint_batch(paths: list[str]) -> list:
+def fingerprint_batch(paths: list[str], staging: str | None = None) -> list:
     """Fingerprint files in parallel on the configured task runner (threads or Dask)."""
-    return [f.result() for f in fingerprint_file.map(paths)]
+    return [f.result() for f in fingerprint_file.map(paths, staging=unmapped(staging))]
 
 
 def publish_listings_and_mockups(

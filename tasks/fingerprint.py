@@ -8,8 +8,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
-from designflow.ingest.report import RejectedFile
-from designflow.tasks.resources import current_settings
+from designflow.ingest.report import FailedFile, RejectedFile
+from designflow.ingest.sources import BadSourceName, fingerprint_remote, is_remote
+from designflow.settings import ImageLimits
+from designflow.storage.nas import NasError
+from designflow.tasks.resources import current, current_settings
 
 
 def _run_name() -> str:
@@ -24,9 +27,26 @@ def _run_name() -> str:
 @task(
     name="fingerprint-design", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False
 )
-def fingerprint_file(path: str) -> Fingerprint | RejectedFile:
+def fingerprint_file(
+    path: str, staging: str | None = None
+) -> Fingerprint | RejectedFile | FailedFile:
+    return fingerprint_one(path, current_settings().limits, staging)
+
+
+def fingerprint_one(
+    path: str, limits: ImageLimits, staging: str | None
+) -> Fingerprint | RejectedFile | FailedFile:
+    """A local file's fingerprint, or a NAS source's (read once into `staging`)."""
+    if is_remote(path):
+        if staging is None:
+            return RejectedFile(file=path, reason="nas: and sftp:// sources need a staging folder")
+        try:
+            where = current().locate(path)
+        except (BadSourceName, NasError) as exc:
+            return RejectedFile(file=path, reason=str(exc))
+        return fingerprint_remote(path, where, Path(staging), limits)
     try:
-        return fingerprint_design(path, current_settings().limits)
+        return fingerprint_design(path, limits)
     except RejectedDesign as exc:
         return RejectedFile(file=path, reason=exc.reason)
 
@@ -47,19 +67,14 @@ def _batch_run_name() -> str:
     name="fingerprint-batch", task_run_name=_batch_run_name, cache_policy=NO_CACHE,
     persist_result=False,
 )  # fmt: skip
-def fingerprint_files_in_threads(paths: list[str]) -> list[Fingerprint | RejectedFile]:
+def fingerprint_files_in_threads(
+    paths: list[str], staging: str | None = None
+) -> list[Fingerprint | RejectedFile | FailedFile]:
     from concurrent.futures import ThreadPoolExecutor
 
     limits = current_settings().limits
-
-    def one(path: str) -> Fingerprint | RejectedFile:
-        try:
-            return fingerprint_design(path, limits)
-        except RejectedDesign as exc:
-            return RejectedFile(file=path, reason=exc.reason)
-
     with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS) as pool:
-        return list(pool.map(one, paths))
+        return list(pool.map(lambda path: fingerprint_one(path, limits, staging), paths))
 
 
 FINGERPRINT_THREADS = 4

@@ -7,6 +7,8 @@ process from the environment or from Prefect blocks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from psycopg.conninfo import make_conninfo
 
 from designflow import resources as core
@@ -96,8 +98,18 @@ def nas(settings: Settings | None = None) -> Nas:
     return current(settings).nas()
 
 
-def release_nas() -> None:
+def release_nas(staging: str | None = None) -> None:
+    """End of a run: idle NAS connections closed, the run's copies of NAS sources deleted."""
     current().release_nas()
+    if staging is not None:
+        from designflow.ingest.sources import discard_staging
+
+        discard_staging(Path(staging))
+
+
+def staging_folder(run_key: str) -> str:
+    """Where this run keeps the NAS sources it read (on this worker's disk, for the run)."""
+    return str(current_settings().home / "staging" / run_key)
 
 
 def close_all() -> None:

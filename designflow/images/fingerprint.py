@@ -70,6 +70,9 @@ class Fingerprint:
     nd_dhash: int = 0
     nd_phash_flip: int = 0
     nd_dhash_flip: int = 0
+    # A source read from the NAS is kept on the worker's disk for the run: the local copy
+    # the upload sends (`path` keeps the name the seller gave). Empty for local files.
+    local_copy: str = ""
 
     @property
     def extension(self) -> str:
@@ -77,6 +80,7 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
+        out.pop("local_copy")
         for key in (
             "phash",
             "ahash",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
+from designflow.ingest.sources import BadSourceName, RemoteLocation, is_remote
+from designflow.storage.nas import NasError
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,25 @@ class UnusablePath:
 
 def collect_design_files(
     paths: Iterable[str | os.PathLike[str]],
+    locate: Callable[[str], RemoteLocation | Path] | None = None,
 ) -> tuple[list[CandidateFile], list[UnusablePath]]:
     """Files named directly are taken whatever their extension (decoding decides); folders
     are walked recursively for image extensions, skipping hidden entries. Paths that cannot
-    be used are returned with the reason instead of stopping the upload."""
+    be used are returned with the reason instead of stopping the upload. `nas:` and
+    `sftp://` names are listed through `locate` (which says where they point)."""
     files: list[CandidateFile] = []
     unusable: list[UnusablePath] = []
     for raw in paths:
+        if isinstance(raw, str) and is_remote(raw):
+            where = _locate(raw, locate, unusable)
+            if isinstance(where, RemoteLocation):
+                found, problems = _list_remote(raw, where)
+                files.extend(found)
+                unusable.extend(problems)
+                continue
+            if where is None:
+                continue
+            raw = where
         path = Path(raw)
         try:
             if path.is_dir():
@@ -46,6 +60,43 @@ def collect_design_files(
         except PermissionError:
             unusable.append(UnusablePath(str(path), "cannot read: permission denied"))
     return files, unusable
+
+
+def _locate(name: str, locate, unusable: list[UnusablePath]) -> RemoteLocation | Path | None:
+    if locate is None:
+        unusable.append(UnusablePath(name, "nas: and sftp:// sources need the NAS settings"))
+        return None
+    try:
+        return locate(name)
+    except (BadSourceName, NasError) as exc:
+        unusable.append(UnusablePath(name, str(exc)))
+        return None
+
+
+def _list_remote(
+    name: str, where: RemoteLocation
+) -> tuple[list[CandidateFile], list[UnusablePath]]:
+    try:
+        entries = where.nas.entries(where.path)
+    except Exception as exc:  # the NAS unreachable: say so for this name, go on with the rest
+        return [], [UnusablePath(name, f"cannot list it on the NAS: {exc}")]
+    if not entries:
+        return [], [UnusablePath(name, "no such file or folder on the NAS")]
+    if len(entries) == 1 and entries[0].path == where.path:  # a file named directly
+        return [CandidateFile(name, entries[0].size)], []
+    found, problems = [], []
+    for entry in entries:
+        if entry.link_outside:
+            problems.append(
+                UnusablePath(
+                    where.name(entry.path), f"symbolic link to a file outside {name}: not followed"
+                )
+            )
+        elif Path(entry.path).suffix.lower() in IMAGE_EXTENSIONS:
+            found.append(CandidateFile(where.name(entry.path), entry.size))
+    if not found and not problems:
+        problems.append(UnusablePath(name, "folder contains no design files"))
+    return found, problems
 
 
 def _walk_folder(folder: Path) -> tuple[list[CandidateFile], list[UnusablePath]]:

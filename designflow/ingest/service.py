@@ -89,7 +89,7 @@ class NasUpload:
 
     @property
     def source(self) -> str:
-        return self.fingerprint.path
+        return self.fingerprint.local_copy or self.fingerprint.path
 
     @property
     def sha256(self) -> str:
@@ -136,6 +136,8 @@ class BatchIngest:
         `waited_ms`: fingerprints computed ahead, the time the batch still waited for them."""
         self._fingerprints = [r for r in results if isinstance(r, Fingerprint)]
         self.report.rejected.extend(r for r in results if isinstance(r, RejectedFile))
+        # A source on the NAS that could not be read (the NAS down after retries).
+        self.report.failed.extend(r for r in results if isinstance(r, FailedFile))
         self._pending = {fp.path: "fingerprinted" for fp in self._fingerprints}
         self._fingerprint_ms = waited_ms if waited_ms is not None else self._lap()
         self._clock = time.perf_counter()

@@ -47,6 +47,11 @@ class SourceChangedError(PermanentError):
         return (type(self), (self.path, self.expected, self.actual))
 
 
+class SourceUnreadable(PermanentError):
+    """A source file on the NAS vanished, changed while it was read, or is over the size
+    cap: the seller's (or the web app's) to fix, not worth a retry."""
+
+
 class InvalidUserId(ValueError):
     pass
 
@@ -78,6 +83,16 @@ class PutResult:
     bytes: int
 
 
+@dataclass(frozen=True)
+class NasEntry:
+    """A file on the NAS as a listing sees it."""
+
+    path: str  # relative to the NAS root
+    size: int
+    mtime: float
+    link_outside: bool = False  # a symbolic link out of the listed folder (never followed)
+
+
 class Nas(Protocol):
     url: str
 
@@ -103,6 +118,26 @@ class Nas(Protocol):
 
     def list_files(self, prefix: str = "") -> list[str]:
         """Relative paths of every file under `prefix`."""
+        ...
+
+    def entries(self, prefix: str) -> list[NasEntry]:
+        """Every file under `prefix` (a folder, searched recursively; or one file) with its
+        size and mtime, skipping hidden names; [] when nothing is there."""
+        ...
+
+    def stat(self, path: str) -> NasEntry | None: ...
+
+    def fetch(self, path: str, target: Path, max_bytes: int) -> int:
+        """Copy one file to the local `target`, reading it once; raise SourceUnreadable when
+        it vanished, changed while read or is larger than `max_bytes`."""
+        ...
+
+    def move(self, source: str, dest: str) -> None:
+        """Rename within the NAS (folders made as needed); refuses to replace a file."""
+        ...
+
+    def write_small(self, dest: str, data: bytes) -> None:
+        """Write a small file in place (state, reasons), replacing it atomically."""
         ...
 
     def release(self) -> None:
@@ -192,11 +227,98 @@ class LocalNas:
         root = self.root.resolve()
         return sorted(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
 
+    def entries(self, prefix: str) -> list[NasEntry]:
+        base = self._full(prefix)
+        if base.is_file():
+            info = base.stat()
+            return [NasEntry(prefix, info.st_size, info.st_mtime)]
+        if not base.is_dir():
+            return []
+        root = self.root.resolve()
+        out = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                full = Path(dirpath) / name
+                rel = str(full.relative_to(root))
+                if full.is_symlink() and not full.resolve().is_relative_to(base):
+                    out.append(NasEntry(rel, 0, 0.0, link_outside=True))
+                    continue
+                try:
+                    info = full.stat()
+                except OSError:
+                    continue  # vanished between listing and looking
+                out.append(NasEntry(rel, info.st_size, info.st_mtime))
+        return out
+
+    def stat(self, path: str) -> NasEntry | None:
+        try:
+            info = self._full(path).stat()
+        except FileNotFoundError:
+            return None
+        return NasEntry(path, info.st_size, info.st_mtime)
+
+    def fetch(self, path: str, target: Path, max_bytes: int) -> int:
+        try:
+            with open(self._full(path), "rb") as src:
+                return fetch_checked(src, os.fstat(src.fileno()), lambda: os.fstat(src.fileno()),
+                                     path, target, max_bytes)  # fmt: skip
+        except FileNotFoundError:
+            raise SourceUnreadable(f"{path}: vanished before it could be read") from None
+
+    def move(self, source: str, dest: str) -> None:
+        final = self._full(dest)
+        if final.exists():
+            raise NasError(f"{dest} already exists on the NAS")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        full = self.root / source  # a link is moved as itself, never resolved
+        folder, root = full.parent.resolve(), self.root.resolve()
+        if folder != root and root not in folder.parents:
+            raise NasError(f"path escapes the NAS root: {source!r}")
+        os.replace(full, final)
+
+    def write_small(self, dest: str, data: bytes) -> None:
+        final = self._full(dest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        temp.write_bytes(data)
+        os.replace(temp, final)
+
     def release(self) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+def fetch_checked(src: BinaryIO, before, stat_now, name: str, target: Path, max_bytes: int) -> int:
+    """Stream an open source file to `target`; the size and mtime it had when opened must
+    still hold when the last byte is read, or it changed while read (a writer still at it)."""
+    if before.st_size > max_bytes:
+        raise SourceUnreadable(
+            f"{name}: {before.st_size:,} bytes is over the size limit of {max_bytes:,} bytes"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with open(target, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise SourceUnreadable(f"{name}: grew past the size limit while being read")
+            dst.write(chunk)
+    after = stat_now()
+    if total != before.st_size or (after.st_size, after.st_mtime) != (
+        before.st_size,
+        before.st_mtime,
+    ):
+        target.unlink(missing_ok=True)
+        raise SourceUnreadable(
+            f"{name}: changed while being read ({before.st_size:,} bytes when opened, "
+            f"{total:,} read, {after.st_size:,} now)"
+        )
+    return total
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -25,7 +25,16 @@ import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from designflow.errors import PermanentError
-from designflow.storage.nas import CHUNK, NasError, NasFullError, PutResult, copy_verified
+from designflow.storage.nas import (
+    CHUNK,
+    NasEntry,
+    NasError,
+    NasFullError,
+    PutResult,
+    SourceUnreadable,
+    copy_verified,
+    fetch_checked,
+)
 
 # Fastest first; a cipher the server does not offer is simply not negotiated.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -151,6 +160,11 @@ class SftpPool:
         self.handshakes = 0  # connections opened so far (tests and metrics read it)
         self.open_now = 0
         self.peak_open = 0
+
+    @property
+    def credentials(self) -> SftpCredentials:
+        """What this pool logs in with (a source on another server reuses it)."""
+        return self._credentials
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[_Connection]:
@@ -512,6 +526,86 @@ class SftpNas:
                     else:
                         out.append(posixpath.relpath(full, self.target.base_path))
         return sorted(out)
+
+    def entries(self, prefix: str) -> list[NasEntry]:
+        base = self._full(prefix)
+        out: list[NasEntry] = []
+        with self.pool.connection() as conn:
+            sftp = conn.sftp
+            top = _stat_or_none(sftp, base)
+            if top is None:
+                return []
+            if not stat.S_ISDIR(top.st_mode or 0):
+                return [NasEntry(prefix, top.st_size or 0, float(top.st_mtime or 0))]
+            stack = [base]
+            while stack:
+                folder = stack.pop()
+                try:
+                    listed = sorted(sftp.listdir_attr(folder), key=lambda e: e.filename)
+                except FileNotFoundError:
+                    continue  # removed while we listed
+                for entry in listed:
+                    if entry.filename.startswith("."):
+                        continue
+                    full = posixpath.join(folder, entry.filename)
+                    rel = posixpath.relpath(full, self.target.base_path)
+                    mode = entry.st_mode or 0
+                    if stat.S_ISLNK(mode):
+                        # Listings report links as themselves: follow only one that stays
+                        # inside the listed folder (anything else could read any file).
+                        try:
+                            real = sftp.normalize(full)
+                            info = sftp.stat(full)
+                        except OSError:
+                            continue
+                        if not (real + "/").startswith(sftp.normalize(base) + "/"):
+                            out.append(NasEntry(rel, 0, 0.0, link_outside=True))
+                            continue
+                        entry, mode = info, info.st_mode or 0
+                    if stat.S_ISDIR(mode):
+                        stack.append(full)
+                    elif stat.S_ISREG(mode):
+                        out.append(NasEntry(rel, entry.st_size or 0, float(entry.st_mtime or 0)))
+        return sorted(out, key=lambda e: e.path)
+
+    def stat(self, path: str) -> NasEntry | None:
+        with self.pool.connection() as conn:
+            info = _stat_or_none(conn.sftp, self._full(path))
+        if info is None:
+            return None
+        return NasEntry(path, info.st_size or 0, float(info.st_mtime or 0))
+
+    def fetch(self, path: str, target: Path, max_bytes: int) -> int:
+        with self.pool.connection() as conn:
+            try:
+                remote = conn.sftp.open(self._full(path), "rb", bufsize=CHUNK)
+            except FileNotFoundError:
+                raise SourceUnreadable(f"{path}: vanished before it could be read") from None
+            with remote:
+                before = remote.stat()
+                if (before.st_size or 0) <= max_bytes:
+                    remote.prefetch(before.st_size)
+                return fetch_checked(remote, before, remote.stat, path, target, max_bytes)
+
+    def move(self, source: str, dest: str) -> None:
+        final = self._full(dest)
+        with self.pool.connection() as conn:
+            sftp = conn.sftp
+            if _stat_or_none(sftp, final) is not None:
+                raise NasError(f"{dest} already exists on the NAS")
+            self._ensure_dir(sftp, posixpath.dirname(final))
+            sftp.posix_rename(self._full(source), final)
+
+    def write_small(self, dest: str, data: bytes) -> None:
+        final = self._full(dest)
+        folder = posixpath.dirname(final)
+        temp = posixpath.join(folder, f".{posixpath.basename(final)}.{uuid.uuid4().hex}.part")
+        with self.pool.connection() as conn:
+            sftp = conn.sftp
+            self._ensure_dir(sftp, folder)
+            with sftp.open(temp, "wb") as remote:
+                remote.write(data)
+            sftp.posix_rename(temp, final)
 
     def release(self) -> None:
         """End of a run: close idle connections, forget which folders exist."""

@@ -10,8 +10,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import pytest
-
 from designflow.catalog import Catalog
 from designflow.flows.upload import UploadIncomplete, upload_designs
 from designflow.ingest import progress
@@ -19,16 +17,6 @@ from tests import images
 from tests.conftest import DesignflowEnv
 from tests.flows.test_nas_block import server_kept_text
 from tests.retries import watch_retries
-from tests.sftp_servers import start_sftp_server
-
-
-@pytest.fixture
-def sftp_env(designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch):
-    server = start_sftp_server(tmp_path / "sftp")
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    yield designflow_env, server
-    server.stop()
 
 
 def final_files(root: Path) -> list[Path]:

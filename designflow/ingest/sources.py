@@ -1,0 +1,94 @@
+"""Upload sources that live on the NAS or another SFTP server instead of the worker's disk.
+
+A web app on one host hands a seller's files to a worker on another by writing them to the
+NAS and naming them `nas:<path>` (relative to the NAS root) or `sftp://user@host:port/path`.
+Each such file is read once, into a run's staging folder on the worker, and from there it is
+fingerprinted and stored exactly like a local file; the report keeps the name the seller
+gave. With a local-folder NAS, `nas:` simply names a path under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
+from designflow.ingest.report import FailedFile, RejectedFile
+from designflow.settings import ImageLimits
+from designflow.storage.nas import Nas, SourceUnreadable
+
+NAS_PREFIX = "nas:"
+SFTP_PREFIX = "sftp://"
+
+
+class BadSourceName(ValueError):
+    """A `nas:` or `sftp://` name that cannot name a file on the NAS."""
+
+
+def is_remote(name: str) -> bool:
+    return name.startswith((NAS_PREFIX, SFTP_PREFIX))
+
+
+def nas_relative(name: str) -> str:
+    """`nas:inbox/demo/` -> `inbox/demo`; refuses names that climb out of the NAS root."""
+    rel = name[len(NAS_PREFIX) :].strip("/")
+    if ".." in PurePosixPath(rel).parts:
+        raise BadSourceName(f"{name}: '..' is not allowed in a nas: path")
+    return rel
+
+
+@dataclass(frozen=True)
+class RemoteLocation:
+    """Where a remote name points: a NAS client, the path under its root, and the prefix
+    that turns a path under the root back into a name the seller recognises."""
+
+    nas: Nas
+    path: str
+    prefix: str
+
+    def name(self, rel: str) -> str:
+        return self.prefix + rel
+
+
+def staged_path(staging: Path, name: str) -> Path:
+    """Where a remote file is kept for the run: one name per source, its extension kept
+    (the decoder's first guess)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return staging / f"{digest}{posixpath.splitext(name)[1].lower()}"
+
+
+def fingerprint_remote(
+    name: str, where: RemoteLocation, staging: Path, limits: ImageLimits, tries: int = 3
+) -> Fingerprint | RejectedFile | FailedFile:
+    """Read a remote file once into `staging`, then fingerprint the local copy. A file that
+    vanished, changed while read or is too large is rejected with the reason; a NAS that
+    stays unreachable after `tries` reads leaves the file failed (upload it again)."""
+    import time
+
+    local = staged_path(staging, name)
+    for attempt in range(1, tries + 1):
+        try:
+            where.nas.fetch(where.path, local, limits.max_file_bytes)
+            break
+        except SourceUnreadable as exc:
+            return RejectedFile(name, str(exc).split(": ", 1)[-1])
+        except Exception as exc:  # OSError, paramiko's SSHException, EOFError: a dropped link
+            if attempt == tries:
+                return FailedFile(
+                    name, f"could not read it from the NAS after {tries} tries: {exc}"
+                )
+            time.sleep(2 ** (attempt - 1))  # 1 s, 2 s: a restarting NAS comes back
+    try:
+        fingerprint = fingerprint_design(str(local), limits)
+    except RejectedDesign as exc:
+        local.unlink(missing_ok=True)
+        return RejectedFile(name, exc.reason)
+    return replace(fingerprint, path=name, name=posixpath.basename(name), local_copy=str(local))
+
+
+def discard_staging(staging: Path) -> None:
+    """The run's copies of remote files, once the run is over (stored or not)."""
+    shutil.rmtree(staging, ignore_errors=True)
