@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from prefect import flow, get_run_logger
 
 from designflow.flows.upload import UploadIncomplete, subflow_settings, upload_designs
-from designflow.ingest.inbox import SweepBusy, sweep_lock, user_folder
-from designflow.tasks.inbox import file_swept, publish_sweep_outcomes, scan_user_inbox
+from designflow.ingest.inbox import SweepBusy
+from designflow.tasks.inbox import (
+    file_swept,
+    inbox_folder,
+    inbox_users,
+    publish_sweep_outcomes,
+    scan_user_inbox,
+)
 from designflow.tasks.links import flow_run_markdown
 
 
@@ -25,7 +31,8 @@ def sweep_inbox(
     being written, and files that failed for a transient reason, wait for the next sweep.
 
     Args:
-        inbox: The inbox root folder; each seller has a folder in it named by their user id.
+        inbox: The inbox root folder, or nas:<folder> for one on the NAS; each seller has
+            a folder in it named by their user id.
         user_id: One seller to sweep; empty: every seller folder in the inbox, one by one.
         settle_seconds: A file is complete once its size and modification time have stayed
             unchanged this many seconds.
@@ -34,13 +41,7 @@ def sweep_inbox(
             `designflow templates list` shows them); empty for none.
     """
     if not user_id:
-        users = (
-            sorted(
-                p.name for p in Path(inbox).iterdir() if p.is_dir() and not p.name.startswith(".")
-            )
-            if Path(inbox).is_dir()
-            else []
-        )
+        users = inbox_users(inbox)
         return {
             "users": {
                 u: _sweep_user(inbox, u, settle_seconds, allow_near_duplicates, mockup_templates)
@@ -58,13 +59,13 @@ def _sweep_user(
     mockup_templates: list[str] | None,
 ) -> dict:
     logger = get_run_logger()
-    folder = user_folder(inbox, user_id)
+    folder = inbox_folder(inbox, user_id)
     try:
-        with sweep_lock(folder):
-            scan = scan_user_inbox(str(folder), settle_seconds)
+        with folder.lock():
+            scan = scan_user_inbox(inbox, user_id, settle_seconds)
             logger.info(
                 "inbox %s: %d ready, %d still being written, %d outside links",
-                folder, len(scan.ready), len(scan.waiting), len(scan.outside),
+                folder.label, len(scan.ready), len(scan.waiting), len(scan.outside),
             )  # fmt: skip
             report: dict = {
                 "stored": [],
@@ -89,22 +90,26 @@ def _sweep_user(
                     if not isinstance(error, UploadIncomplete):
                         raise error
                     report = error.report  # file what was accounted for; the rest waits
-            moved = file_swept(str(folder), report, scan, settle_seconds)
+            moved = file_swept(inbox, user_id, report, scan, settle_seconds)
     except SweepBusy as exc:
         logger.info("skipped: %s", exc)
         return {"skipped": str(exc)}
     upload_run_id = report.get("flow_run_id")
     publish_sweep_outcomes(
-        str(folder),
+        folder.label,
         moved["rows"],
         flow_run_markdown(upload_run_id, "upload run") if upload_run_id else None,
     )
     return {
-        "inbox": str(folder),
+        "inbox": folder.label,
         "upload_run_id": upload_run_id,
-        "processed": [Path(p).name for p in moved["processed"]],
-        "quarantined": [Path(p).name for p in moved["quarantined"]],
-        "waiting": sorted(Path(p).name for p in scan.waiting + moved["waiting"]),
-        "left_for_retry": [Path(p).name for p in moved["left"]],
+        "processed": [_name(p) for p in moved["processed"]],
+        "quarantined": [_name(p) for p in moved["quarantined"]],
+        "waiting": sorted(_name(p) for p in scan.waiting + moved["waiting"]),
+        "left_for_retry": [_name(p) for p in moved["left"]],
         "outcomes": moved["rows"],
     }
+
+
+def _name(path: str) -> str:
+    return PurePosixPath(path).name

@@ -1,7 +1,9 @@
-"""Inbox sweeping as Prefect tasks."""
+"""Inbox sweeping as Prefect tasks, on a local inbox folder or one on the NAS (`nas:inbox`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import task
@@ -9,61 +11,106 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from designflow.ingest.inbox import (
+    InboxFolder,
     InboxScan,
+    LocalInboxFolder,
+    NasInboxFolder,
+    SweepBusy,
     move_processed,
     move_quarantined,
     scan_inbox,
     still_being_written,
 )
+from designflow.ingest.sources import NAS_PREFIX
+from designflow.storage.nas import check_user_id
+from designflow.tasks.resources import current
+
+
+def inbox_folder(inbox: str, user_id: str) -> InboxFolder:
+    """A seller's inbox folder: `nas:<path>` on the NAS (a folder under a local-folder NAS),
+    anything else a local path."""
+    check_user_id(user_id)
+    if not inbox.startswith(NAS_PREFIX):
+        return LocalInboxFolder(Path(inbox) / user_id)
+    resources = current()
+    where = resources.locate(f"{inbox.rstrip('/')}/{user_id}")
+    if isinstance(where, Path):
+        return LocalInboxFolder(where)
+
+    @contextlib.contextmanager
+    def held_in_postgres() -> Iterator[None]:
+        # Sweeps on other machines see this lock; a file lock on the NAS would not be
+        # reliable over SFTP (no flock) and would outlive a crashed sweeper.
+        with resources.catalog().exclusive(
+            f"designflow sweep {where.nas.url} {where.path}"
+        ) as held:
+            if not held:
+                raise SweepBusy(f"another sweep of nas:{where.path} is running")
+            yield
+
+    return NasInboxFolder(where.nas, where.path, held_in_postgres)
+
+
+def inbox_users(inbox: str) -> list[str]:
+    """The seller folders in the inbox (one sweep each when no seller is named)."""
+    if inbox.startswith(NAS_PREFIX):
+        where = current().locate(inbox)
+        if not isinstance(where, Path):
+            return where.nas.folders(where.path)
+        root = where
+    else:
+        root = Path(inbox)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE, persist_result=False)
-def scan_user_inbox(folder: str, settle_seconds: float) -> InboxScan:
-    return scan_inbox(Path(folder), settle_seconds)
+def scan_user_inbox(inbox: str, user_id: str, settle_seconds: float) -> InboxScan:
+    return scan_inbox(inbox_folder(inbox, user_id), settle_seconds)
 
 
 @task(name="file-swept-designs", cache_policy=NO_CACHE, persist_result=False)
-def file_swept(folder: str, report: dict, scan: InboxScan, settle_seconds: float) -> dict:
+def file_swept(
+    inbox: str, user_id: str, report: dict, scan: InboxScan, settle_seconds: float
+) -> dict:
     """Move what the upload accounted for: stored and duplicates to processed/, rejected to
     quarantine/ with the reason, unless the file was still being written (it waits). Failed
     files stay for the next sweep. Returns one outcome row per file as well."""
-    root = Path(folder)
+    folder = inbox_folder(inbox, user_id)
     moved: dict[str, list] = {"processed": [], "quarantined": [], "left": [], "waiting": []}
     rows = []
+
+    def row(name: str, outcome: str, detail: str) -> None:
+        rows.append({"file": folder.relative(name), "outcome": outcome, "detail": detail})
+
     for kind, entries in (("stored", report["stored"]), ("duplicate", report["duplicates"])):
         for entry in entries:
-            if Path(entry["file"]).exists():
-                moved["processed"].append(str(move_processed(root, entry["file"])))
+            if folder.exists(entry["file"]):
+                moved["processed"].append(move_processed(folder, entry["file"]))
                 detail = (
                     f"duplicate of design {entry['duplicate_of']}" if kind == "duplicate" else ""
                 )
-                rows.append(_row(root, entry["file"], kind, detail))
+                row(entry["file"], kind, detail)
     for entry in report["rejected"]:
-        path, reason = entry["file"], entry["reason"]
-        if still_being_written(scan, path, reason, settle_seconds):
-            moved["waiting"].append(path)
-            rows.append(_row(root, path, "waiting", f"still being written ({reason})"))
-        elif Path(path).exists() or Path(path).is_symlink():
-            moved["quarantined"].append(str(move_quarantined(root, path, reason)))
-            rows.append(_row(root, path, "quarantined", reason))
-    for path in scan.outside:
+        name, reason = entry["file"], entry["reason"]
+        if still_being_written(folder, scan, name, reason, settle_seconds):
+            moved["waiting"].append(name)
+            row(name, "waiting", f"still being written ({reason})")
+        elif folder.exists(name):
+            moved["quarantined"].append(move_quarantined(folder, name, reason))
+            row(name, "quarantined", reason)
+    for name in scan.outside:
         reason = "symbolic link pointing outside the inbox"
-        moved["quarantined"].append(str(move_quarantined(root, path, reason)))
-        rows.append(_row(root, path, "quarantined", reason))
+        moved["quarantined"].append(move_quarantined(folder, name, reason, link=True))
+        row(name, "quarantined", reason)
     for entry in report.get("failed", []):
         moved["left"].append(entry["file"])
-        rows.append(_row(root, entry["file"], "left for retry", entry["reason"]))
-    rows += [_row(root, path, "waiting", "still being written") for path in scan.waiting]
+        row(entry["file"], "left for retry", entry["reason"])
+    for name in scan.waiting:
+        row(name, "waiting", "still being written")
     moved["rows"] = rows
     return moved
-
-
-def _row(root: Path, path: str, outcome: str, detail: str) -> dict:
-    try:
-        name = str(Path(path).relative_to(root))
-    except ValueError:
-        name = Path(path).name
-    return {"file": name, "outcome": outcome, "detail": detail}
 
 
 @task(name="publish-sweep-outcomes", cache_policy=NO_CACHE, persist_result=False)

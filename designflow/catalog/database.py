@@ -7,6 +7,7 @@ designflow.catalog puts them together on one database.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,24 @@ class Database:
         """A connection of its own, outside the pool (session advisory locks: a crashed
         process releases them with its connection). The caller closes it."""
         return psycopg.connect(self._conninfo, connect_timeout=CONNECT_TIMEOUT_S)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Try to hold a named session advisory lock for the block; yields whether it is
+        held. Every process on every machine using this database sees the same lock, and a
+        crashed process releases it with its connection."""
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn = self.dedicated_connection()
+        try:
+            conn.autocommit = True
+            held = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            conn.close()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -14,7 +14,7 @@ from designflow.cli.app import app, fail, guard_children, out, print_json
 
 @app.command()
 def sweep(
-    inbox: str | None = typer.Option(None, "--inbox", help="inbox root (default DESIGNFLOW_INBOX)"),
+    inbox: str | None = typer.Option(None, "--inbox", help="inbox root, a folder or nas:<folder> (default DESIGNFLOW_INBOX)"),
     user: str | None = typer.Option(None, "--user", help="one seller's folder (default: every seller)"),
     settle_seconds: float = typer.Option(
         30.0, "--settle-seconds", help="a file unchanged this long (by the clock) is complete"
@@ -30,7 +30,9 @@ def sweep(
             check_user_id(user)
         except InvalidUserId as exc:
             return fail(str(exc))
-    root = str(Path(inbox or Settings.from_env().inbox).absolute())
+    root = inbox or Settings.from_env().inbox
+    if not root.startswith("nas:"):
+        root = str(Path(root).absolute())
     guard_children()
     with contextlib.redirect_stdout(sys.stderr):
         from designflow.flows.sweep import sweep_inbox

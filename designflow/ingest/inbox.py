@@ -14,6 +14,10 @@ changed after the scan's look, or was rejected as truncated while still inside i
 time, waits for a later sweep instead of quarantine. Files are moved only after the
 upload recorded them, so a crash mid-sweep loses nothing: the next sweep uploads them again
 (exact duplicates, stored once) and moves them then.
+
+The inbox is a local folder (`LocalInboxFolder`: a per-seller file lock) or a folder on the
+SFTP NAS (`NasInboxFolder`, swept as `nas:inbox`: SFTP stat and posix-rename, the per-seller
+lock held in PostgreSQL so sweeps on several machines exclude each other).
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import contextlib
 import fcntl
 import json
 import os
+import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
+from designflow.storage.nas import Nas, NasEntry
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -45,21 +53,188 @@ class InboxScan:
     ready: list[str]
     waiting: list[str]  # still being written: left for the next sweep
     outside: list[str]  # symlinks that point outside the inbox: quarantined, never followed
-    looks: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> size, mtime
+    looks: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> size, mtime
 
-    def changed_since(self, path: str) -> bool:
-        """True when the file is not as the scan saw it (still being written)."""
+
+class InboxFolder(Protocol):
+    """One seller's inbox folder. Files are named as the upload reads them: a local path,
+    or `nas:<path>` for an inbox on the NAS."""
+
+    label: str  # how the folder is shown (logs, the sweep's outcome table)
+
+    def lock(self) -> ContextManager[None]:
+        """Held for the whole sweep; raises SweepBusy when another sweep holds it."""
+        ...
+
+    def files(self) -> list[NasEntry]:
+        """Design files in the folder (sub-folders too, not processed/ or quarantine/),
+        each entry's path being the file's name."""
+        ...
+
+    def look(self, name: str) -> tuple[int, float] | None: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def relative(self, name: str) -> str: ...
+
+    def move(self, name: str, dest: str) -> str:
+        """Move a file to `dest` (relative to the folder); returns its new name."""
+        ...
+
+    def unlink(self, name: str) -> None: ...
+
+    def write_text(self, relative: str, text: str) -> None: ...
+
+    def taken(self, relative: str) -> bool:
+        """Whether a file exists at `relative` (inside the folder)."""
+        ...
+
+    def read_state(self) -> str | None: ...
+
+    def write_state(self, text: str) -> None: ...
+
+
+def _design_name(relative: str) -> bool:
+    parts = PurePosixPath(relative).parts
+    return (
+        bool(parts)
+        and parts[0] not in RESERVED
+        and not any(p.startswith(".") for p in parts)
+        and PurePosixPath(relative).suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+class LocalInboxFolder:
+    """A seller's inbox folder on this machine's disk (or a mount)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.label = str(folder)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive, non-blocking file lock: overlapping sweeps are refused."""
+        with sweep_lock(self.folder):
+            yield
+
+    def files(self) -> list[NasEntry]:
+        out = []
+        root = self.folder.resolve()
+        for path in _candidates(self.folder):
+            try:
+                if path.is_symlink() and root not in path.resolve().parents:
+                    out.append(NasEntry(str(path), 0, 0.0, link_outside=True))
+                    continue
+                info = path.stat()
+            except OSError:
+                continue  # vanished between listing and looking: nothing to do
+            out.append(NasEntry(str(path), info.st_size, info.st_mtime))
+        return out
+
+    def look(self, name: str) -> tuple[int, float] | None:
         try:
-            info = os.stat(path)
+            info = os.stat(name)
         except OSError:
-            return False
-        return self.looks.get(path) != (info.st_size, info.st_mtime)
+            return None
+        return info.st_size, info.st_mtime
+
+    def exists(self, name: str) -> bool:
+        return Path(name).exists() or Path(name).is_symlink()
+
+    def relative(self, name: str) -> str:
+        return str(_relative(self.folder, Path(name)))
+
+    def move(self, name: str, dest: str) -> str:
+        target = self.folder / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(name, target)
+        return str(target)
+
+    def unlink(self, name: str) -> None:
+        Path(name).unlink(missing_ok=True)
+
+    def write_text(self, relative: str, text: str) -> None:
+        target = self.folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+    def taken(self, relative: str) -> bool:
+        return (self.folder / relative).exists()
+
+    def read_state(self) -> str | None:
+        try:
+            return (self.folder / STATE_FILE).read_text()
+        except OSError:
+            return None
+
+    def write_state(self, text: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temp = self.folder / (STATE_FILE + ".tmp")
+        temp.write_text(text)
+        os.replace(temp, self.folder / STATE_FILE)
 
 
-def user_folder(inbox: str | os.PathLike[str], user_id: str) -> Path:
-    from designflow.storage.nas import check_user_id
+class NasInboxFolder:
+    """A seller's inbox folder on the SFTP NAS, named `nas:<prefix>/...`. The lock comes
+    from the caller (a PostgreSQL advisory lock: every machine sees the same one)."""
 
-    return Path(inbox) / check_user_id(user_id)
+    def __init__(self, nas: Nas, prefix: str, lock: Callable[[], ContextManager[None]]) -> None:
+        self.nas = nas
+        self.prefix = prefix.strip("/")
+        self.label = f"nas:{self.prefix}"
+        self._lock = lock
+
+    def lock(self) -> ContextManager[None]:
+        return self._lock()
+
+    def _path(self, name: str) -> str:
+        return name[len("nas:") :] if name.startswith("nas:") else name
+
+    def files(self) -> list[NasEntry]:
+        out = []
+        for entry in self.nas.entries(self.prefix):
+            relative = posixpath.relpath(entry.path, self.prefix)
+            if _design_name(relative):
+                out.append(
+                    NasEntry(f"nas:{entry.path}", entry.size, entry.mtime, entry.link_outside)
+                )
+        return out
+
+    def look(self, name: str) -> tuple[int, float] | None:
+        entry = self.nas.stat(self._path(name))
+        return None if entry is None else (entry.size, entry.mtime)
+
+    def exists(self, name: str) -> bool:
+        return self.nas.stat(self._path(name)) is not None
+
+    def relative(self, name: str) -> str:
+        path = self._path(name)
+        if path.startswith(self.prefix + "/"):
+            return path[len(self.prefix) + 1 :]
+        return posixpath.basename(path)
+
+    def move(self, name: str, dest: str) -> str:
+        target = f"{self.prefix}/{dest}"
+        self.nas.move(self._path(name), target)
+        return f"nas:{target}"
+
+    def unlink(self, name: str) -> None:
+        self.nas.remove(self._path(name))
+
+    def write_text(self, relative: str, text: str) -> None:
+        self.nas.write_small(f"{self.prefix}/{relative}", text.encode("utf-8"))
+
+    def taken(self, relative: str) -> bool:
+        return self.nas.stat(f"{self.prefix}/{relative}") is not None
+
+    def read_state(self) -> str | None:
+        try:
+            return self.nas.read_bytes(f"{self.prefix}/{STATE_FILE}").decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def write_state(self, text: str) -> None:
+        self.nas.write_small(f"{self.prefix}/{STATE_FILE}", text.encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -77,46 +252,41 @@ def sweep_lock(folder: Path) -> Iterator[None]:
         handle.close()  # releases the lock, also when the process dies
 
 
-def scan_inbox(folder: Path, settle_seconds: float, now: float | None = None) -> InboxScan:
+def scan_inbox(folder: InboxFolder, settle_seconds: float, now: float | None = None) -> InboxScan:
     now = time.time() if now is None else now
     previous = _load_state(folder)
     current: dict[str, list[float]] = {}
     ready, waiting, outside, looks = [], [], [], {}
-    root = folder.resolve()
-    for path in _candidates(folder):
-        try:
-            if path.is_symlink() and root not in path.resolve().parents:
-                outside.append(str(path))
-                continue
-            info = path.stat()
-        except OSError:
-            continue  # vanished between listing and looking: nothing to do
-        key = str(path.relative_to(folder))
+    for entry in folder.files():
+        if entry.link_outside:
+            outside.append(entry.path)
+            continue
+        key = folder.relative(entry.path)
         seen = previous.get(key)
         # Since when the sweeps have seen this size and mtime (now, if it is new or changed).
-        same = seen is not None and seen[:2] == [info.st_size, info.st_mtime] and len(seen) > 2
+        same = seen is not None and seen[:2] == [entry.size, entry.mtime] and len(seen) > 2
         stable_since = seen[2] if same else now
-        current[key] = [info.st_size, info.st_mtime, stable_since]
-        looks[str(path)] = (info.st_size, info.st_mtime)
-        unchanged_for = max(now - info.st_mtime, now - stable_since)
+        current[key] = [entry.size, entry.mtime, stable_since]
+        looks[entry.path] = (entry.size, entry.mtime)
+        unchanged_for = max(now - entry.mtime, now - stable_since)
         # An empty file may be one just created: it waits for the settle time like any other.
-        (ready if unchanged_for >= settle_seconds else waiting).append(str(path))
-    _save_state(folder, current)
+        (ready if unchanged_for >= settle_seconds else waiting).append(entry.path)
+    folder.write_state(json.dumps(current))
     return InboxScan(sorted(ready), sorted(waiting), sorted(outside), looks)
 
 
-def still_being_written(scan: InboxScan, path: str, reason: str, settle_seconds: float) -> bool:
+def still_being_written(
+    folder: InboxFolder, scan: InboxScan, name: str, reason: str, settle_seconds: float
+) -> bool:
     """A rejected file that should wait rather than go to quarantine: it changed after the
     scan looked at it, or it was found truncated while it had changed within the settle time
     (a writer's pause can outlast the sweeps' looks)."""
-    if scan.changed_since(path):
+    now = folder.look(name)
+    if now is None:
+        return False
+    if scan.looks.get(name) != now:
         return True
-    if "truncated" not in reason:
-        return False
-    try:
-        return time.time() - os.stat(path).st_mtime < settle_seconds
-    except OSError:
-        return False
+    return "truncated" in reason and time.time() - now[1] < settle_seconds
 
 
 def _candidates(folder: Path) -> Iterator[Path]:
@@ -132,30 +302,18 @@ def _candidates(folder: Path) -> Iterator[Path]:
             yield here / name
 
 
-def move_processed(folder: Path, path: str) -> Path:
-    return _move(folder, Path(path), folder / PROCESSED)
+def move_processed(folder: InboxFolder, name: str) -> str:
+    return folder.move(name, _free_name(folder, PROCESSED, folder.relative(name)))
 
 
-def move_quarantined(folder: Path, path: str, reason: str) -> Path:
+def move_quarantined(folder: InboxFolder, name: str, reason: str, link: bool = False) -> str:
     """The reason goes first, so a crash between the two never leaves a file unexplained."""
-    source = Path(path)
-    target = _free_name(folder / QUARANTINE, _relative(folder, source))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.with_name(target.name + ".reason.txt").write_text(
-        f"{source.name}: {reason}\n", encoding="utf-8"
-    )
-    if source.is_symlink():
-        source.unlink()  # never follow it out of the inbox; the sidecar says what it was
+    target = _free_name(folder, QUARANTINE, folder.relative(name))
+    folder.write_text(target + ".reason.txt", f"{posixpath.basename(name)}: {reason}\n")
+    if link:
+        folder.unlink(name)  # never follow it out of the inbox; the sidecar says what it was
         return target
-    os.replace(source, target)
-    return target
-
-
-def _move(folder: Path, source: Path, dest_root: Path) -> Path:
-    target = _free_name(dest_root, _relative(folder, source))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
-    return target
+    return folder.move(name, target)
 
 
 def _relative(folder: Path, source: Path) -> Path:
@@ -165,26 +323,21 @@ def _relative(folder: Path, source: Path) -> Path:
         return Path(source.name)
 
 
-def _free_name(dest_root: Path, relative: Path) -> Path:
-    target = dest_root / relative
-    n = 1
-    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
-        target = dest_root / relative.with_name(f"{relative.stem}-{n}{relative.suffix}")
+def _free_name(folder: InboxFolder, dest_root: str, relative: str) -> str:
+    """`dest_root/relative`, or with -1, -2, ... before the extension when taken."""
+    stem, suffix = posixpath.splitext(relative)
+    target, n = f"{dest_root}/{relative}", 1
+    while folder.taken(target) or folder.taken(target + ".reason.txt"):
+        target = f"{dest_root}/{stem}-{n}{suffix}"
         n += 1
     return target
 
 
-def _load_state(folder: Path) -> dict[str, list[float]]:
+def _load_state(folder: InboxFolder) -> dict[str, list[float]]:
     # [size, mtime, seen unchanged since]; a state written by an older version has no third
     # field, and its files start their settle time again.
     try:
-        data = json.loads((folder / STATE_FILE).read_text())
+        data = json.loads(folder.read_state() or "{}")
         return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except ValueError:
         return {}
-
-
-def _save_state(folder: Path, state: dict[str, list[float]]) -> None:
-    temp = folder / (STATE_FILE + ".tmp")
-    temp.write_text(json.dumps(state))
-    os.replace(temp, folder / STATE_FILE)

@@ -127,6 +127,10 @@ class Nas(Protocol):
 
     def stat(self, path: str) -> NasEntry | None: ...
 
+    def folders(self, prefix: str) -> list[str]:
+        """Names of the folders directly under `prefix` (not hidden); [] when none."""
+        ...
+
     def fetch(self, path: str, target: Path, max_bytes: int) -> int:
         """Copy one file to the local `target`, reading it once; raise SourceUnreadable when
         it vanished, changed while read or is larger than `max_bytes`."""
@@ -252,6 +256,12 @@ class LocalNas:
                     continue  # vanished between listing and looking
                 out.append(NasEntry(rel, info.st_size, info.st_mtime))
         return out
+
+    def folders(self, prefix: str) -> list[str]:
+        base = self._full(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def stat(self, path: str) -> NasEntry | None:
         try:

@@ -568,6 +568,18 @@ class SftpNas:
                         out.append(NasEntry(rel, entry.st_size or 0, float(entry.st_mtime or 0)))
         return sorted(out, key=lambda e: e.path)
 
+    def folders(self, prefix: str) -> list[str]:
+        with self.pool.connection() as conn:
+            try:
+                listed = conn.sftp.listdir_attr(self._full(prefix))
+            except FileNotFoundError:
+                return []
+        return sorted(
+            e.filename
+            for e in listed
+            if stat.S_ISDIR(e.st_mode or 0) and not e.filename.startswith(".")
+        )
+
     def stat(self, path: str) -> NasEntry | None:
         with self.pool.connection() as conn:
             info = _stat_or_none(conn.sftp, self._full(path))

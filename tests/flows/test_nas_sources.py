@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -114,3 +115,43 @@ def test_a_source_that_changes_while_read_is_rejected(tmp_path: Path) -> None:
                 "nas:in/growing.png", tmp_path / "copy.png", 10**9,
             )  # fmt: skip
     assert not (tmp_path / "copy.png").exists()
+
+
+def test_sweep_of_an_inbox_on_the_nas(sftp_env, capsys) -> None:
+    """`nas:inbox` swept through SFTP: completeness from SFTP stat, files filed on the NAS
+    with posix-rename, the reason beside a quarantined file, the lock held in PostgreSQL."""
+    from designflow.cli import main
+    from designflow.flows.sweep import sweep_inbox
+    from designflow.tasks.inbox import inbox_folder
+    from tests.flows.test_sweep import age
+
+    env, server = sftp_env
+    folder = server.root / "inbox" / "nina"
+    (folder / "sub").mkdir(parents=True)
+    good = [age(images.write_png(folder / f"g{i}.png", seed=940 + i)) for i in range(2)]
+    good.append(age(images.write_png(folder / "sub" / "nested.png", seed=942)))
+    broken = folder / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    age(broken)
+    images.write_png(folder / "fresh.png", seed=943)  # just written: waits
+
+    # Another machine's sweep holds the seller's lock: this one is refused, nothing moves.
+    with inbox_folder("nas:inbox", "nina").lock():
+        busy = sweep_inbox("nas:inbox", "nina", settle_seconds=30)
+    assert "another sweep of nas:inbox/nina is running" in busy["skipped"]
+    assert all(p.exists() for p in good)
+
+    assert main(["sweep", "--inbox", "nas:inbox", "--settle-seconds", "30", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["users"]["nina"]
+    assert result["inbox"] == "nas:inbox/nina"
+    assert sorted(result["processed"]) == ["g0.png", "g1.png", "nested.png"]
+    assert result["quarantined"] == ["broken.png"] and result["waiting"] == ["fresh.png"]
+    assert sorted(p.relative_to(folder / "processed").as_posix() for p in (folder / "processed").rglob("*.png")) == [
+        "g0.png", "g1.png", "sub/nested.png",
+    ]  # fmt: skip
+    assert (folder / "quarantine" / "broken.png").exists()
+    reason = (folder / "quarantine" / "broken.png.reason.txt").read_text()
+    assert reason.startswith("broken.png: ") and len(reason) > len("broken.png: \n")
+    assert (folder / "fresh.png").exists()
+    rows = assert_consistent_without(env, server.root, "nina", skip=("inbox",))
+    assert sorted(r["original_name"] for r in rows) == ["g0.png", "g1.png", "nested.png"]
