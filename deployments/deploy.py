@@ -156,12 +156,32 @@ def deploy_all(
     concurrency_limit: int | None = None,
     inbox: str | None = None,
     sweep_cron: str | None = None,
+    results_on_nas: bool | None = None,
 ) -> list[str]:
-    """Idempotent: re-running updates the pool, the queues and the deployments in place."""
+    """Idempotent: re-running updates the pool, the queues and the deployments in place.
+    `results_on_nas` (default: when the NAS is not a local folder) makes a NAS folder the
+    server's default result storage, so every worker keeps results where all can read them."""
     settings = Settings.from_env()
     ensure_work_pool(work_pool, concurrency_limit)
     made = []
+    if results_on_nas if results_on_nas is not None else not settings.nas_url.startswith("file:"):
+        made.append(keep_results_on_nas())
     for deployment in runner_deployments(settings, inbox, sweep_cron):
         deployment_id = deployment.apply(work_pool_name=work_pool)
         made.append(f"{deployment.flow_name}/{deployment.name} ({deployment_id})")
     return made
+
+
+RESULTS_BLOCK = "designflow-results"
+
+
+def keep_results_on_nas() -> str:
+    """The server's default result storage: the NAS's `prefect-results/` folder (a block)."""
+    from prefect.client.orchestration import get_client
+
+    from designflow.tasks.blocks import NasResultStorage
+
+    block_id = NasResultStorage(folder="prefect-results").save(RESULTS_BLOCK, overwrite=True)
+    with get_client(sync_client=True) as client:
+        client.update_server_default_result_storage(default_result_storage_block_id=block_id)
+    return f"result storage: nas:prefect-results/ (block {NasResultStorage.get_block_type_slug()}/{RESULTS_BLOCK})"

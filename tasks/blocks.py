@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+import anyio.to_thread
 from prefect.blocks.core import Block
+from prefect.filesystems import WritableFileSystem
 from pydantic import Field, SecretStr
 
 from designflow.storage.sftp import SftpCredentials, SftpNas, SftpTarget, sftp_nas
@@ -99,3 +101,41 @@ class BlockTokenStore:
         block.access_token = SecretStr(tokens.access_token) if tokens.access_token else None
         block.access_expires_at = tokens.expires_at
         block.save(self.block_name, overwrite=True)
+
+
+class NasResultStorage(WritableFileSystem):
+    """Prefect result storage in a folder on the NAS, so a run's result can be read back on
+    any machine (`designflow status`, the UI, a retried run on another worker). Each process
+    reaches the NAS with its own settings (DESIGNFLOW_NAS_URL or the NAS block), as its
+    uploads do: no credentials are kept in this block."""
+
+    _block_type_name = "designflow NAS result storage"
+    _block_type_slug = "designflow-nas-results"
+    _description = "Flow run results kept in a folder on the designflow NAS."
+
+    folder: str = Field(default="prefect-results", description="folder under the NAS root")
+
+    def _path(self, path: str) -> str:
+        return f"{self.folder.strip('/')}/{path.lstrip('/')}"
+
+    def _read(self, path: str) -> bytes:
+        from designflow.tasks.resources import nas
+
+        return nas().read_bytes(self._path(path))
+
+    def _write(self, path: str, content: bytes) -> None:
+        from designflow.tasks.resources import nas
+
+        nas().write_small(self._path(path), content)
+
+    async def read_path(self, path: str) -> bytes:
+        return await anyio.to_thread.run_sync(self._read, path)
+
+    async def write_path(self, path: str, content: bytes) -> None:
+        await anyio.to_thread.run_sync(self._write, path, content)
+
+    async def aread_path(self, path: str) -> bytes:
+        return await self.read_path(path)
+
+    async def awrite_path(self, path: str, content: bytes) -> None:
+        await self.write_path(path, content)

@@ -18,6 +18,11 @@ def deploy(
     concurrency: int | None = typer.Option(
         None, "--concurrency", help="runs at once in the pool; an existing limit is kept when not given"
     ),
+    results_on_nas: bool | None = typer.Option(
+        None, "--results-on-nas/--results-local",
+        help="keep flow results in nas:prefect-results/ as the server's default result storage "
+        "(default: when the NAS is not a local folder), so every machine can read them",
+    ),
 ) -> int:  # fmt: skip
     """Create or update the work pool, its queues and the deployments."""
     from designflow.settings import Settings
@@ -25,7 +30,9 @@ def deploy(
     with contextlib.redirect_stdout(sys.stderr):
         from designflow.deployments.deploy import deploy_all
 
-        made = deploy_all(pool or Settings.from_env().work_pool, concurrency)
+        made = deploy_all(
+            pool or Settings.from_env().work_pool, concurrency, results_on_nas=results_on_nas
+        )
     for line in made:
         out(f"deployed {line}")
     out("queues: high (priority 1), normal (2), low (3); start a worker with `designflow worker`")

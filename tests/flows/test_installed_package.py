@@ -21,18 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build-src")
-    # Build from a copy: a build in the checkout would leave build/ and egg-info behind.
-    source = build / "designflow"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "bench", "tests", "*.egg-info", "build", "__pycache__"))  # fmt: skip
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
-        check=True, timeout=300,
-    )  # fmt: skip
-    (found,) = out.glob("designflow-*.whl")
-    return found
+def wheel(designflow_wheel: Path) -> Path:
+    return designflow_wheel
 
 
 def test_the_wheel_installs_only_the_designflow_package(wheel: Path) -> None:
