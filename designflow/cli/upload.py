@@ -21,7 +21,7 @@ class Priority(StrEnum):
 
 @app.command()
 def upload(
-    paths: list[str] = typer.Argument(..., help="files or folders (searched recursively)"),
+    paths: list[str] = typer.Argument(..., help="files or folders (searched recursively); nas:<path> or sftp://user@host:port/path for ones on the NAS"),
     user: str = typer.Option(..., "--user", help="the seller's user id"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
     batch_max_mb: float | None = typer.Option(None, "--batch-max-mb", help="bytes per batch, MB"),
@@ -45,7 +45,11 @@ def upload(
         check_user_id(user)
     except InvalidUserId as exc:
         return fail(str(exc))
-    absolute = [str(Path(p).absolute()) for p in paths]
+    from designflow.ingest.sources import is_remote
+
+    # Local names are made absolute (the run may resolve them elsewhere); nas: and sftp://
+    # names are kept as given.
+    absolute = [p if is_remote(p) else str(Path(p).absolute()) for p in paths]
     guard_children()
     with _progress_bar(enabled=sys.stderr.isatty() and not as_json):
         # Anything a library prints must not end up in the JSON on stdout.
