@@ -238,6 +238,48 @@ class Resources:
                 target.write_bytes(data)
         return local
 
+    def template_names(self) -> list[str]:
+        """The templates in the settings' folder (on the NAS for `nas:<folder>`)."""
+        root = self.settings.templates
+        if root.startswith("nas:"):
+            prefix = root[4:].strip("/")
+            nas = self.nas()
+            return [n for n in nas.folders(prefix) if nas.stat(f"{prefix}/{n}/template.json")]
+        return sorted(p.parent.name for p in Path(root).glob("*/template.json"))
+
+    def template_manifest(self, template_id: str) -> dict:
+        import json
+
+        root = self.settings.templates
+        if root.startswith("nas:"):
+            data = self.nas().read_bytes(f"{root[4:].strip('/')}/{template_id}/template.json")
+        else:
+            data = (Path(root) / template_id / "template.json").read_bytes()
+        manifest = json.loads(data)
+        return manifest if isinstance(manifest, dict) else {}
+
+    def save_template(self, template_id: str, files: dict[str, bytes]) -> str:
+        """Write a template's files where every worker reads templates; returns where. The
+        manifest goes last, so a reader never finds a manifest whose images are missing."""
+        from designflow.mockups.render import MANIFEST, TemplateError
+
+        if not template_id or "/" in template_id or template_id.startswith("."):
+            raise TemplateError(f"invalid template name {template_id!r}")
+        order = sorted(files, key=lambda name: name == MANIFEST)
+        root = self.settings.templates
+        if root.startswith("nas:"):
+            prefix = f"{root[4:].strip('/')}/{template_id}"
+            for name in order:
+                self.nas().write_small(f"{prefix}/{name}", files[name])
+            return f"nas:{prefix}/"
+        folder = Path(root) / template_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in order:
+            temp = folder / f".{name}.part"
+            temp.write_bytes(files[name])
+            temp.replace(folder / name)
+        return f"{folder}/"
+
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
