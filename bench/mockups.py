@@ -108,9 +108,47 @@ def render_benchmark(runs: int) -> None:
         )
         print(f"  {'':13}  same steps from the decoded array (prepare + render): ours {1000 * same:6.1f} ms, "
               f"float32 full-frame baseline {1000 * base:6.1f} ms: {base / same:.1f}x")  # fmt: skip
+    made_templates_benchmark(prepared, runs)
     print(
         "  target: <= 30 ms per mockup after decode (render only: the design is prepared once per run)"
     )
+
+
+def made_templates_benchmark(prepared: PreparedDesign, runs: int) -> None:
+    """Render only, through templates made the seller's way: `templates add` from a product
+    photo with a painted mask, and `templates import` from a Photoshop mockup (both 2000x2000,
+    made here in code like the tests' fixtures)."""
+    from designflow.mockups.authoring import template_from_photo, template_from_psd
+    from designflow.testing.mockup_sources import painted_mask, product_photo, write_mockup_psd
+
+    size = (2000, 2000)
+    shirt = np.array([[300, 150], [1700, 150], [1800, 1950], [200, 1950]], np.float32)
+    quad = np.array(
+        [[640.0, 520.0], [1380.0, 545.0], [1360.0, 1500.0], [655.0, 1470.0]], np.float32
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-templates-") as folder:
+        root = Path(folder)
+        cv2.imwrite(
+            str(root / "blank.jpg"), product_photo(size, shirt), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
+        cv2.imwrite(str(root / "mask.png"), painted_mask(size, quad, ragged=1.5))
+        write_mockup_psd(root / "mockup.psd", size, quad.astype(np.float64))
+        made = {
+            "templates add (photo + mask)": template_from_photo("photo", root / "blank.jpg", mask=root / "mask.png"),
+            "templates import (PSD)": template_from_psd("psd", root / "mockup.psd"),
+        }  # fmt: skip
+        for label, draft in made.items():
+            template = draft.template()
+            render_mockup(prepared, template)  # the fold maps are computed once per template
+            times = []
+            for _ in range(max(runs, 3)):
+                start = time.perf_counter()
+                for _ in range(5):
+                    render_mockup(prepared, template)
+                times.append((time.perf_counter() - start) / 5)
+            print(
+                f"  made with {label:30}: {1000 * statistics.median(times):6.1f} ms/mockup render only (2000x2000)"
+            )
 
 
 def _free_port() -> int:

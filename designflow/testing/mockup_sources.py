@@ -1,0 +1,93 @@
+"""What sellers make templates from, made in code (tests and benchmarks): a photo of a blank
+product with a known print area, the mask a seller would paint over it, and a Photoshop
+mockup with a smart object layer written with psd-tools' own structures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def product_photo(size: tuple[int, int], shirt: np.ndarray, seed: int = 7) -> np.ndarray:
+    """BGR photo: a wall, a light garment (the polygon `shirt`) with soft folds and a dark
+    diagonal crease, and sensor noise."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices((h, w)).astype(np.float32)
+    wall = np.empty((h, w, 3), np.float32)
+    wall[...] = (96, 122, 150)
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [shirt.round().astype(np.int32)], 1)
+    folds = 205 + 22 * np.sin(xx / (w / 43)) * np.cos(yy / (h / 23))
+    crease = 70 * np.exp(-(((xx - yy * 0.4 - w * 0.3) / (w / 90)) ** 2))
+    fabric = np.clip(folds - crease, 0, 255)
+    photo = np.where(inside[..., None] > 0, fabric[..., None], wall)
+    photo += rng.normal(0, 2.0, photo.shape)
+    return np.clip(photo, 0, 255).astype(np.uint8)
+
+
+def painted_mask(
+    size: tuple[int, int], quad: np.ndarray, ragged: float = 0.0, seed: int = 3
+) -> np.ndarray:
+    """White on black over the print area, anti-aliased; `ragged` px of brush wobble."""
+    w, h = size
+    mask = np.zeros((h, w), np.uint8)
+    points = np.asarray(quad, np.float32)
+    if ragged:
+        rng = np.random.default_rng(seed)
+        edge = []
+        for i in range(4):
+            a, b = points[i], points[(i + 1) % 4]
+            for t in np.linspace(0, 1, 60, endpoint=False):
+                p = a + (b - a) * t
+                edge.append(p + (rng.uniform(-ragged, ragged, 2) if 0 < t else 0))
+        points = np.array(edge, np.float32)
+    cv2.fillPoly(mask, [(points * 16).round().astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return mask
+
+
+def write_mockup_psd(
+    path: Path,
+    size: tuple[int, int],
+    quad: np.ndarray,
+    smart_objects: tuple[str, ...] = ("Your design",),
+    shading_layer: bool = True,
+    photo: np.ndarray | None = None,
+) -> np.ndarray:
+    """An RGB 8-bit PSD: a photo layer, smart object layer(s) placed at `quad` (the placed
+    layer block, 'PlLd', that Photoshop writes), and a multiply shadow layer above. Returns
+    the photo (BGR) as written."""
+    from PIL import Image
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+    from psd_tools.constants import BlendMode, Tag
+    from psd_tools.psd.descriptor import DescriptorBlock2
+
+    w, h = size
+    if photo is None:
+        photo = product_photo(size, np.array([[w * 0.15, h * 0.08], [w * 0.85, h * 0.08], [w * 0.9, h * 0.97], [w * 0.1, h * 0.97]]))  # fmt: skip
+    psd = PSDImage.new("RGB", size)
+    psd.append(PixelLayer.frompil(Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)), psd, "Background photo"))  # fmt: skip
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    for index, name in enumerate(smart_objects):
+        placeholder = Image.new("RGBA", (int(x1 - x0), int(y1 - y0)), (230, 230, 230, 255))
+        layer = PixelLayer.frompil(placeholder, psd, name, top=int(y0), left=int(x0))
+        psd.append(layer)
+        layer._record.tagged_blocks.set_data(
+            Tag.PLACED_LAYER1, uuid=f"design-{index}".encode(), layer_type=2,
+            transform=tuple(float(v) for v in np.asarray(quad, np.float64).ravel()),
+            warp=DescriptorBlock2(),
+        )  # fmt: skip
+    if shading_layer:
+        shadow = np.full((h, w, 3), 255, np.uint8)
+        cv2.rectangle(
+            shadow, (int(x0), int((y0 + y1) / 2)), (int(x1), int(y1)), (150, 150, 150), -1
+        )
+        layer = PixelLayer.frompil(Image.fromarray(shadow), psd, "Shadows")
+        layer.blend_mode = BlendMode.MULTIPLY
+        psd.append(layer)
+    psd.save(path)
+    return photo

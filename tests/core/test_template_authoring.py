@@ -1,0 +1,202 @@
+"""Templates made from a blank product photo (corners or a painted mask) and from a Photoshop
+mockup (a PSD built here with psd-tools' own structures), and the bad PSDs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from designflow.cli import main
+from designflow.mockups.authoring import corners_from_mask, template_from_photo, template_from_psd
+from designflow.mockups.render import PreparedDesign, TemplateError, render_mockup_array
+from designflow.testing.mockup_sources import painted_mask, product_photo, write_mockup_psd
+
+SIZE = (1600, 1200)
+SHIRT = np.array([[300, 150], [1300, 150], [1350, 1150], [250, 1150]], np.float32)
+# A print area seen at an angle: no side parallel to the image's edges.
+QUAD = np.array([[560.4, 330.2], [1040.7, 352.9], [1021.3, 930.5], [548.2, 901.8]], np.float32)
+
+
+@pytest.fixture
+def photo_files(tmp_path: Path) -> tuple[Path, Path]:
+    photo, mask = tmp_path / "blank.jpg", tmp_path / "mask.png"
+    cv2.imwrite(str(photo), product_photo(SIZE, SHIRT), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(mask), painted_mask(SIZE, QUAD, ragged=1.5))
+    return photo, mask
+
+
+def _red_design() -> PreparedDesign:
+    design = np.zeros((1000, 800, 4), np.uint8)
+    design[...] = (0, 0, 255, 255)
+    return PreparedDesign.from_array(design)
+
+
+def _lands_inside(draft, quad: np.ndarray) -> None:
+    """A red design rendered through the template: every changed pixel within the quad
+    (1 px of anti-aliasing), and the quad's middle covered."""
+    template = draft.template()
+    out = render_mockup_array(_red_design(), template).astype(np.int16)
+    changed = np.abs(out - template.base.astype(np.int16)).max(axis=2) > 40
+    allowed = np.zeros(changed.shape, np.uint8)
+    cv2.fillConvexPoly(allowed, (quad * 16).round().astype(np.int32), 1, cv2.LINE_AA, shift=4)
+    allowed = cv2.dilate(allowed, np.ones((5, 5), np.uint8))  # 2 px
+    assert changed.sum() > 0.5 * cv2.contourArea(quad)
+    assert not (changed & (allowed == 0)).any(), "the design spills outside the print area"
+    cx, cy = quad.mean(axis=0).round().astype(int)
+    b, g, r = out[cy, cx]
+    assert r > 120 and g < 80 and b < 80
+
+
+def test_mask_gives_the_corners_within_2px_and_the_design_lands_inside(photo_files) -> None:
+    photo, mask = photo_files
+    draft = template_from_photo("shirt", photo, mask=mask)
+    assert np.abs(draft.print_area - QUAD).max() <= 2.0, draft.print_area.tolist()
+    _lands_inside(draft, QUAD)
+    assert draft.source == {"kind": "photo", "photo": "blank.jpg", "print_area_from": "mask"}
+
+
+def test_corners_are_kept_and_the_maps_follow_the_fabric(photo_files) -> None:
+    photo, _ = photo_files
+    draft = template_from_photo("shirt", photo, corners=QUAD[[2, 0, 3, 1]])  # any order
+    np.testing.assert_allclose(draft.print_area, QUAD, atol=1e-4)
+    _lands_inside(draft, QUAD)
+    grey = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2GRAY)
+    inside = np.zeros(grey.shape, np.uint8)
+    cv2.fillConvexPoly(inside, QUAD.round().astype(np.int32), 1)
+    # Shading: darker where the fabric is darker than its median (the crease), 255 outside.
+    dark = (grey < np.median(grey[inside > 0]) - 40) & (inside > 0)
+    assert dark.sum() > 100
+    assert draft.shading[dark].mean() < 200 and (draft.shading[inside == 0] == 255).all()
+    assert (draft.displacement[inside == 0] == 128).all()
+    assert draft.displacement[inside > 0].std() > 10 and draft.displacement_strength > 0
+
+
+def test_a_mask_with_no_paint_or_a_bad_corner_list_is_refused(photo_files, tmp_path) -> None:
+    photo, _ = photo_files
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), np.zeros((SIZE[1], SIZE[0]), np.uint8))
+    with pytest.raises(TemplateError, match="empty.png: the mask is empty"):
+        template_from_photo("x", photo, mask=empty)
+    outside = QUAD + np.array([700, 0], np.float32)
+    with pytest.raises(TemplateError, match="not all inside the 1600x1200 image"):
+        template_from_photo("x", photo, corners=outside)
+    assert np.abs(corners_from_mask(painted_mask(SIZE, QUAD)) - QUAD).max() <= 1.0
+
+
+def test_psd_smart_object_gives_exact_corners_base_and_shading(tmp_path: Path) -> None:
+    quad = np.array([[610.25, 400.5], [1390.0, 430.75], [1370.5, 1500.0], [630.0, 1470.25]])
+    psd = tmp_path / "Tee Mockup.psd"
+    photo = write_mockup_psd(psd, (2000, 2000), quad)
+    draft = template_from_psd("tee", psd)
+    assert draft.print_area.tolist() == quad.astype(np.float32).tolist()  # exactly
+    assert np.array_equal(draft.base, photo)  # the layers below the smart object
+    # The multiply layer above: 150 grey on the lower half of the print area, white elsewhere.
+    assert draft.shading[1400, 1000] == 150 and draft.shading[500, 1000] == 255
+    assert draft.source["kind"] == "psd" and draft.source["layer"] == "Your design"
+    _lands_inside(draft, quad.astype(np.float32))
+
+
+def test_psd_with_several_smart_objects_needs_a_layer_name(tmp_path: Path) -> None:
+    quad = np.array([[100.0, 100.0], [500.0, 110.0], [490.0, 600.0], [110.0, 590.0]])
+    psd = tmp_path / "two.psd"
+    write_mockup_psd(psd, (800, 700), quad, smart_objects=("Front", "Back"))
+    with pytest.raises(TemplateError, match=r"two.psd: 2 smart object layers \('Front', 'Back'\); choose one with --layer"):  # fmt: skip
+        template_from_psd("two", psd)
+    assert template_from_psd("two", psd, "Back").source["layer"] == "Back"
+    with pytest.raises(TemplateError, match="no smart object layer named 'Side'"):
+        template_from_psd("two", psd, "Side")
+
+
+def _patched(source: Path, dest: Path, offset: int, value: bytes) -> Path:
+    data = bytearray(source.read_bytes())
+    data[offset : offset + len(value)] = value
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_bad_psds_are_refused_naming_the_file_and_the_reason(tmp_path: Path) -> None:
+    quad = np.array([[100.0, 100.0], [500.0, 110.0], [490.0, 600.0], [110.0, 590.0]])
+    good = tmp_path / "good.psd"
+    write_mockup_psd(good, (800, 700), quad)
+    flat = tmp_path / "flat.psd"
+    write_mockup_psd(flat, (800, 700), quad, smart_objects=())
+    # Header: signature(4) version(2) reserved(6) channels(2) height(4) width(4) depth(2) mode(2)
+    cases = {
+        flat: "flat.psd: no smart object layer",
+        _patched(
+            good, tmp_path / "big.psb", 4, b"\x00\x02"
+        ): "big.psb: a PSB (large document) file",
+        _patched(
+            good, tmp_path / "cmyk.psd", 24, b"\x00\x04"
+        ): "cmyk.psd: CMYK colour; convert it to RGB",
+        _patched(good, tmp_path / "deep.psd", 22, b"\x00\x10"): "deep.psd: 16-bit channels",
+        tmp_path / "notes.psd": "notes.psd: not a Photoshop file",
+    }
+    (tmp_path / "notes.psd").write_text("not a psd")
+    cut = tmp_path / "cut.psd"
+    cut.write_bytes(good.read_bytes()[:300])
+    cases[cut] = "cut.psd: psd-tools cannot read it"
+    for path, expected in cases.items():
+        with pytest.raises(TemplateError) as caught:
+            template_from_psd("x", path)
+        assert expected in str(caught.value), (path.name, str(caught.value))
+
+
+def test_templates_commands_add_import_list_show(
+    photo_files, tmp_path, monkeypatch, capsys
+) -> None:
+    photo, mask = photo_files
+    monkeypatch.setenv("DESIGNFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DESIGNFLOW_TEMPLATES", raising=False)
+    preview = tmp_path / "preview.jpg"
+    assert main(["templates", "add", "shirt-photo", "--photo", str(photo), "--mask", str(mask),
+                 "--size", "800x600", "--preview", str(preview)]) == 0  # fmt: skip
+    shown = cv2.imread(str(preview))
+    assert shown is not None and shown.shape == (600, 800, 3)
+    psd = tmp_path / "Mug mockup.psd"
+    write_mockup_psd(psd, (900, 900), np.array([[200.0, 200.0], [700.0, 220.0], [690.0, 700.0], [210.0, 680.0]]))  # fmt: skip
+    assert main(["templates", "import", str(psd)]) == 0
+    capsys.readouterr()
+    assert main(["templates", "list"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    # The examples stay beside the seller's own (copied into their new folder).
+    assert set(listed) == {"shirt-photo", "Mug-mockup", "tshirt", "poster"}
+    assert " photo " in listed["shirt-photo"] and " psd " in listed["Mug-mockup"]
+    assert " hand-written " in listed["tshirt"]
+    area = listed["shirt-photo"].split("print area ")[1].split(",", 2)
+    assert abs(float(area[0]) - 280.2) < 1 and abs(float(area[1].split()[0]) - 165.1) < 1  # scaled
+    manifest = json.loads(
+        (tmp_path / "home" / "templates" / "Mug-mockup" / "template.json").read_text()
+    )
+    assert manifest["print_area"] == [[200, 200], [700, 220], [690, 700], [210, 680]]
+    out = tmp_path / "mug.jpg"
+    assert main(["templates", "show", "Mug-mockup", "--preview", str(out)]) == 0
+    assert "source        psd" in capsys.readouterr().out and cv2.imread(str(out)).shape == (
+        900,
+        900,
+        3,
+    )
+    assert main(["templates", "import", str(tmp_path / "missing.psd")]) == 1
+    assert "missing.psd: no such file" in capsys.readouterr().err
+
+
+def test_templates_added_to_the_nas_are_read_back_like_any(
+    photo_files, tmp_path, monkeypatch
+) -> None:
+    from designflow import resources
+
+    photo, mask = photo_files
+    monkeypatch.setenv("DESIGNFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DESIGNFLOW_NAS_URL", f"file://{tmp_path / 'nas'}")
+    monkeypatch.setenv("DESIGNFLOW_TEMPLATES", "nas:templates")
+    assert main(["templates", "add", "shirt", "--photo", str(photo), "--mask", str(mask)]) == 0
+    assert (tmp_path / "nas" / "templates" / "shirt" / "template.json").is_file()
+    # Another machine (another home) reads it from the NAS.
+    monkeypatch.setenv("DESIGNFLOW_HOME", str(tmp_path / "other-home"))
+    template = resources.current().template("shirt")
+    assert np.abs(template.print_area - QUAD).max() <= 2.0
+    assert resources.current().template_names() == ["shirt"]
