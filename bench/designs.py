@@ -47,3 +47,13 @@ def decode_only(path: str | Path) -> int:
     if pixels is None or pixels.shape != shape:
         pixels = _floor_buffers.pixels = np.empty(shape, np.uint8)
     return imagecodecs.spng_decode(data, out=pixels).shape[0]
+
+
+def decode_only_pillow(path: str | Path) -> int:
+    """The same floor with Pillow's decoder (Pillow 12+ ships zlib-ng): the benchmarks take
+    whichever of the two is faster in the run."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.size[1]

@@ -78,7 +78,7 @@ class Sampler:
                 for p in [self.proc, *self.proc.children(recursive=True)]:
                     with p.oneshot():
                         t = p.cpu_times()
-                        self.cpu[p.pid] = (" ".join(p.cmdline()[:6]), t.user + t.system)
+                        self.cpu[p.pid] = (" ".join(p.cmdline()), t.user + t.system)
             except psutil.Error:
                 pass
             self._stop.wait(0.1)
@@ -111,7 +111,9 @@ def one_upload(folder: Path, user: str, env: dict, server_pid: int | None) -> di
     sampler.stop()
     report = json.loads(stdout) if proc.returncode in (0, 1) and stdout.strip() else {}
     own = next((cpu for pid, (_cmd, cpu) in sampler.cpu.items() if pid == proc.pid), 0.0)
-    temporary = sum(cpu for pid, (cmd, cpu) in sampler.cpu.items() if "prefect" in cmd and "server" in cmd)
+    temporary = sum(
+        cpu for pid, (cmd, cpu) in sampler.cpu.items() if "prefect" in cmd and "server" in cmd
+    )
     server_cpu = (sum(server.cpu_times()[:2]) - server_cpu0) if server else temporary
     task_runs = len(set(re.findall(r"Task run '([^']+)' - Finished in state", stderr)))
     errors = [line for line in stderr.splitlines() if ERROR_LINE.search(line)]
@@ -166,7 +168,9 @@ def run_setup(setup: str, sizes: list[int], size: tuple[int, int], work: Path) -
         one_upload(warm, f"warm-{setup}", env, server.pid if server else None)
         for count in sizes:
             folder = designs(count, size, 100_000 + 10_000 * sizes.index(count))
-            results[count] = one_upload(folder, f"{setup}-{count}", env, server.pid if server else None)
+            results[count] = one_upload(
+                folder, f"{setup}-{count}", env, server.pid if server else None
+            )
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         if server is not None:
@@ -194,7 +198,9 @@ def main() -> None:
     try:
         for setup in args.setups.split(","):
             results = run_setup(setup, sizes, size, work)
-            print(f"\n{setup}: designflow upload of {size[0]}x{size[1]} RGBA PNG designs, local-folder NAS")
+            print(
+                f"\n{setup}: designflow upload of {size[0]}x{size[1]} RGBA PNG designs, local-folder NAS"
+            )
             for count in sizes:
                 r = results[count]
                 print(f"  {count:4} designs: flow {1000 * r['flow_s'] / count:6.1f} ms/design, wall "

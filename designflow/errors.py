@@ -24,8 +24,24 @@ PERMANENT_ERRNOS = frozenset(
 )  # fmt: skip
 
 
+class PartlyFailed(Exception):
+    """Some items of a group call failed (a batch of uploads): each item's outcome is kept,
+    and the group is worth another try when any item's failure may heal."""
+
+    def __init__(self, outcomes: list, what: str = "item(s)") -> None:
+        self.outcomes = outcomes
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        self.transient = any(is_transient(e) for e in errors)
+        first = next((e for e in errors if is_transient(e)), errors[0] if errors else None)
+        super().__init__(
+            f"{len(errors)} of {len(outcomes)} {what} failed; first: {type(first).__name__}: {first}"
+        )
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when the same call may succeed on a later attempt."""
+    if isinstance(exc, PartlyFailed):
+        return exc.transient
     if isinstance(exc, PermanentError | UnicodeError):
         return False
     if isinstance(exc, psycopg.Error):

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -21,7 +20,7 @@ from prefect.utilities.annotations import unmapped
 from designflow.etsy.listings import listing_for, read_manifest
 from designflow.flows.mockups import generate_mockups
 from designflow.flows.publish import publish_designs
-from designflow.flows.states import failure_reason
+from designflow.flows.states import failure_reason, item_outcomes
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
 from designflow.ingest.report import BatchReport, RejectedFile, UploadReport
@@ -41,7 +40,7 @@ from designflow.tasks.files import collect_files
 from designflow.tasks.fingerprint import fingerprint_file, fingerprint_files_in_threads
 from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
-from designflow.tasks.nas import upload_to_nas
+from designflow.tasks.nas import upload_batch_to_nas
 from designflow.tasks.reporting import UploadProgress, publish_upload_report
 from designflow.tasks.resources import current_settings, release_nas, staging_folder
 from designflow.tasks.retry import io_retry_delays
@@ -157,14 +156,9 @@ def upload_designs(
 
 def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
     """Each batch's report in order, the fingerprints of later batches computed ahead."""
-    # NAS uploads get their own 4 threads: on the flow's runner they would queue behind the
-    # fingerprints of later batches, which are submitted up front.
     # Fingerprints: one task per batch, one batch at a time on its own runner, all submitted
     # up front, so batch N+1 is decoded while batch N goes to the NAS and the catalog.
-    with (
-        ThreadPoolTaskRunner(max_workers=4) as nas_runner,
-        ThreadPoolTaskRunner(max_workers=1) as ahead_runner,
-    ):
+    with ThreadPoolTaskRunner(max_workers=1) as ahead_runner:
         ahead = None
         if fingerprint_runner_kind() == "threads":
             ahead = [
@@ -179,7 +173,7 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
             ready = ahead[index - 1].result() if ahead is not None else None
             yield run_batch(
                 batch, user_id, index, len(batches), run_id, allow_near_duplicates, ready,
-                nas_runner, round((time.perf_counter() - waited) * 1000, 1), staging,
+                round((time.perf_counter() - waited) * 1000, 1), staging,
             )  # fmt: skip
 
 
@@ -191,7 +185,6 @@ def run_batch(
     upload_run_id: str | None,
     allow_near_duplicates: bool,
     fingerprints: list[Fingerprint | RejectedFile] | None,
-    nas_runner: ThreadPoolTaskRunner,
     fingerprint_wait_ms: float | None = None,
     staging: str | None = None,
 ) -> BatchReport:
@@ -221,14 +214,14 @@ def run_batch(
     held = claim_designs(user_id, [u.sha256 for u in uploads], ingest.batch_id, return_state=True)
     if not held.is_completed():
         return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(held)}")
-    put_on_nas(ingest, ingest.claimed(held.result(), uploads), nas_runner, label)
+    put_on_nas(ingest, ingest.claimed(held.result(), uploads), label)
     if ingest.contested():
         waited = await_claimed(user_id, ingest.contested(), return_state=True)
         if not waited.is_completed():
             return ingest.unavailable(
                 f"catalog unavailable after retries: {failure_reason(waited)}"
             )
-        put_on_nas(ingest, ingest.stored_elsewhere(waited.result()[0]), nas_runner, label)
+        put_on_nas(ingest, ingest.stored_elsewhere(waited.result()[0]), label)
 
     insert = record_designs(ingest.rows(), ingest.batch_id, return_state=True)
     if not insert.is_completed():
@@ -236,21 +229,19 @@ def run_batch(
     return ingest.recorded(insert.result())
 
 
-def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], runner, label: str) -> None:
-    """Send files to the NAS 4 at a time; each outcome goes to the ingest service."""
+def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], label: str) -> None:
+    """Send a batch's files to the NAS (one task, 4 at a time); each file's outcome goes to
+    the ingest service."""
     if not uploads:
         return
     get_run_logger().info("%s: uploading %d image(s) to NAS in parallel", label, len(uploads))
-    upload = upload_to_nas.with_options(retry_delay_seconds=io_retry_delays())
-    futures = [
-        runner.submit(upload, parameters={"source": u.source, "dest": u.dest, "sha256": u.sha256})
-        for u in uploads
-    ]
-    wait(futures)
-    for u, future in zip(uploads, futures, strict=True):
-        state = future.state
-        error = None if state.is_completed() else state.result(raise_on_failure=False)
-        ingest.uploaded(u, error, "" if error is None else failure_reason(state))
+    upload = upload_batch_to_nas.with_options(retry_delay_seconds=io_retry_delays())
+    state = upload(
+        [{"source": u.source, "dest": u.dest, "sha256": u.sha256} for u in uploads],
+        return_state=True,
+    )
+    for upload, (error, reason) in zip(uploads, item_outcomes(state, len(uploads)), strict=True):
+        ingest.uploaded(upload, error, reason)
 
 
 def fingerprint_files(paths: list[str], staging: str | None) -> list:

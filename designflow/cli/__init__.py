@@ -8,8 +8,10 @@ problems found by `verify`), 2 a usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 
 import typer
 from typer.exceptions import TyperException
@@ -25,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     _results_under_designflow_home()
+    command = next(
+        (a for a in (args if args is not None else sys.argv[1:]) if not a.startswith("-")), None
+    )
+    with _temporary_server_settings(command in COMMANDS_RUNNING_FLOWS):
+        return _run(args)
+
+
+def _run(args: list[str] | None) -> int:
     try:
         code = app(args=args, standalone_mode=False, prog_name="designflow")
     except TyperException as exc:  # a usage error: the message (or help) and exit code 2
@@ -50,3 +60,47 @@ def _results_under_designflow_home() -> None:
     from designflow.settings import Settings
 
     os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Settings.from_env().home / "results")
+
+
+# Commands that run flows in this process (on Prefect's temporary server when no server is
+# configured). Not `serve`: its schedules need the full server.
+COMMANDS_RUNNING_FLOWS = ("upload", "sweep", "publish")
+
+
+# Services of Prefect's server that a temporary server (one command's runs, gone when it
+# exits) never needs: schedules, late-run and zombie detection, automations, cancellation
+# and pause clean-up, and the event feed (task and flow run states are recorded all the same).
+TEMPORARY_SERVER_OFF = (
+    "SCHEDULER", "LATE_RUNS", "FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS",
+    "REPOSSESSOR", "TRIGGERS", "EVENT_PERSISTER", "CLEANUP_RECONCILER",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _temporary_server_settings(applies: bool) -> Iterator[None]:
+    """When this command will start Prefect's temporary server (no API URL configured): its
+    unused services off, and with DESIGNFLOW_TEMPORARY_SERVER_DB=postgresql its database in
+    the embedded PostgreSQL (database 'prefect') instead of SQLite. As Prefect settings for
+    this command only (the temporary server is started with them)."""
+    if not applies:
+        yield
+        return
+    import prefect.settings as prefect_settings
+
+    if prefect_settings.get_current_settings().api.url:
+        yield
+        return
+    updates = {
+        getattr(prefect_settings, f"PREFECT_SERVER_SERVICES_{service}_ENABLED"): False
+        for service in TEMPORARY_SERVER_OFF
+    }
+    wanted = os.environ.get("DESIGNFLOW_TEMPORARY_SERVER_DB", "sqlite").strip().lower()
+    if wanted == "postgresql" and "PREFECT_API_DATABASE_CONNECTION_URL" not in os.environ:
+        from designflow.catalog.embedded import embedded_database_url
+        from designflow.cli.server import asyncpg_url
+        from designflow.settings import Settings
+
+        url = embedded_database_url(Settings.from_env().home, "prefect")
+        updates[prefect_settings.PREFECT_API_DATABASE_CONNECTION_URL] = asyncpg_url(url)
+    with prefect_settings.temporary_settings(updates=updates):
+        yield

@@ -200,14 +200,15 @@ def test_same_seller_twice_sends_shared_designs_once(designflow_env: DesignflowE
                 task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="upload ")),
                 limit=200,
             )
-        return [t.name for t in tasks if t.name.startswith("upload ")]
+        # One task run per batch, named "upload N file(s) from <first>".
+        return [int(t.name.split()[1]) for t in tasks if t.name.startswith("upload ")]
 
-    # Task runs reach the server as events, after the runs: wait until 30 are in, then a
-    # little longer, so that a doubled upload (up to 50) would show.
+    # Task runs reach the server as events, after the runs: wait until 30 files are in, then
+    # a little longer, so that a doubled upload (up to 50) would show.
     deadline = time.monotonic() + 60
-    while len(sent_to_nas()) < 30 and time.monotonic() < deadline:
+    while sum(sent_to_nas()) < 30 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(3)
     sent = sent_to_nas()
     # each design sent to the NAS by one run only: 20 shared + 5 + 5 of their own
-    assert len(sent) == 30, sorted(sent)
+    assert sum(sent) == 30, sorted(sent)
