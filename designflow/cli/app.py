@@ -51,3 +51,18 @@ def guard_children() -> None:
         from designflow.ops import watchdog
 
         _watchdog = watchdog.start()
+
+
+def watched(flow):
+    """The flow, its runs registered with this command's watchdog as they start: if the
+    command is killed, the watchdog sets them Crashed (designflow.ops.watchdog)."""
+
+    def register(_flow, flow_run, _state) -> None:
+        from prefect.client.orchestration import get_client
+
+        from designflow.ops.watchdog import register_run
+
+        with get_client(sync_client=True) as client:
+            register_run(str(flow_run.id), str(client.api_url))
+
+    return flow.with_options(on_running=[register])

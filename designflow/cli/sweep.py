@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from designflow.cli.app import app, fail, guard_children, out, print_json
+from designflow.cli.app import app, fail, guard_children, out, print_json, watched
 
 
 @app.command()
@@ -37,7 +37,7 @@ def sweep(
     with contextlib.redirect_stdout(sys.stderr):
         from designflow.flows.sweep import sweep_inbox
 
-        state = sweep_inbox(
+        state = watched(sweep_inbox)(
             inbox=root, user_id=user, settle_seconds=settle_seconds, return_state=True
         )
     if not state.is_completed():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from designflow.cli.app import app, fail, guard_children, out, print_json
+from designflow.cli.app import app, fail, guard_children, out, print_json, watched
 
 
 class Priority(StrEnum):
@@ -56,7 +56,7 @@ def upload(
         with contextlib.redirect_stdout(sys.stderr):
             from designflow.flows.upload import UploadIncomplete, upload_designs
 
-            state = upload_designs(
+            state = watched(upload_designs)(
                 paths=absolute,
                 user_id=user,
                 batch_max_mb=batch_max_mb,

@@ -8,14 +8,22 @@ command is gone, it ends the processes that were its descendants at the last loo
 then SIGKILL after a grace period).
 
     python -m designflow.ops.watchdog PARENT_PID
+
+It also ends the command's flow runs: each run the command starts is registered with it
+(`register_run`), and a run the server still shows as not finished when the command is gone
+is set to Crashed through the Prefect API, before the temporary server (a child) is ended;
+no run is left Running after its process died.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
@@ -34,6 +42,57 @@ def start(parent_pid: int | None = None) -> subprocess.Popen:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True,
     )  # fmt: skip
+
+
+def runs_file(parent_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"designflow-runs-{os.getuid()}-{parent_pid}.jsonl"
+
+
+def register_run(run_id: str, api_url: str) -> None:
+    """Called by the command as a run starts: the watchdog crashes it if the command dies."""
+    path = runs_file(os.getpid())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(json.dumps({"run": run_id, "api": api_url}) + "\n")
+
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def crash_unfinished_runs(parent_pid: int) -> list[str]:
+    """The registered runs the server still shows unfinished, set to Crashed; returns them."""
+    path = runs_file(parent_pid)
+    try:
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    import httpx
+
+    crashed = []
+    headers = {}
+    if os.environ.get("PREFECT_API_KEY"):
+        headers["Authorization"] = f"Bearer {os.environ['PREFECT_API_KEY']}"
+    for entry in entries:
+        try:
+            with httpx.Client(base_url=entry["api"], headers=headers, timeout=10) as api:
+                state = api.get(f"/flow_runs/{entry['run']}").json().get("state") or {}
+                if state.get("type") in FINAL_STATES:
+                    continue
+                api.post(
+                    f"/flow_runs/{entry['run']}/set_state",
+                    json={
+                        "state": {
+                            "type": "CRASHED", "name": "Crashed",
+                            "message": f"the designflow command (pid {parent_pid}) was killed",
+                        },
+                        "force": True,
+                    },
+                ).raise_for_status()  # fmt: skip
+                crashed.append(entry["run"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            continue  # the server is gone too: nothing shows the run any more
+    path.unlink(missing_ok=True)
+    return crashed
 
 
 def descendants(parent: psutil.Process, me: int) -> list[psutil.Process]:
@@ -64,6 +123,7 @@ def watch(parent_pid: int) -> int:
         except psutil.NoSuchProcess:
             break
         time.sleep(POLL_S)
+    crash_unfinished_runs(parent_pid)  # while a temporary server (a child) still answers
     survivors = [p for p in last if p.is_running()]  # is_running also guards pid reuse
     for process in survivors:
         try:

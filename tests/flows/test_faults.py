@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,19 @@ def test_upload_process_killed_mid_batch_then_rerun(designflow_env: DesignflowEn
         if child.poll() is None:
             child.kill()
         child.stderr.close()
+    # No run is left Running: the command's watchdog sets the killed command's run Crashed.
+    from prefect.client.orchestration import get_client
+
+    run_name = next(line for line in seen if "Beginning flow run" in line).split("'")[1]
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            (run,) = [r for r in client.read_flow_runs(limit=200) if r.name == run_name]
+            if run.state.is_final() or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert run.state.type.value == "CRASHED", run.state
+    assert "was killed" in (run.state.message or "")
     nas_user = designflow_env.nas_root / "users" / "killed"
     rows = catalog.designs_of_user("killed")
     assert 4 <= len(rows) < 12
