@@ -35,6 +35,7 @@ from pathlib import Path
 import psutil
 
 from bench.designs import OUT
+from bench.mockups import _wait_http
 from designflow.testing.samples import make_artwork, png_bytes
 
 
@@ -130,22 +131,6 @@ def one_upload(folder: Path, user: str, env: dict, server_pid: int | None) -> di
     }
 
 
-def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the Prefect server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the Prefect server did not start")
-
-
 def run_setup(setup: str, sizes: list[int], size: tuple[int, int], work: Path) -> dict[int, dict]:
     home = work / f"home-{setup}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DESIGNFLOW_"))}
@@ -159,7 +144,7 @@ def run_setup(setup: str, sizes: list[int], size: tuple[int, int], work: Path) -
             [sys.executable, "-m", "designflow.cli", "server", "--port", str(port)],
             env=env, stdout=server_log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        _wait_http(port, server)
+        _wait_http(port, timeout=180)
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     results = {}
     try:

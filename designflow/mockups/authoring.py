@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from designflow.mockups import render
 from designflow.mockups.render import (
     MANIFEST,
     PreparedDesign,
@@ -171,18 +172,8 @@ def _refine_with_side_lines(points: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 
 def check_print_area(quad: np.ndarray, size: tuple[int, int], name: str) -> None:
-    w, h = size
-    if (
-        (quad[:, 0] < 0).any()
-        or (quad[:, 1] < 0).any()
-        or (quad[:, 0] > w).any()
-        or (quad[:, 1] > h).any()
-    ):
-        raise TemplateError(
-            f"{name}: the print area's corners {quad.round(1).tolist()} are not all inside the {w}x{h} image"
-        )
-    if abs(cv2.contourArea(quad)) < 64:
-        raise TemplateError(f"{name}: the print area is degenerate (no area)")
+    """Inside the image, with an area, and convex (tl, tr, br, bl of a real quadrilateral)."""
+    render.check_print_area(quad, size, name, min_area=64)
     if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
         raise TemplateError(
             f"{name}: the corners must be given as tl, tr, br, bl of a convex quadrilateral"

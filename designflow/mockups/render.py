@@ -114,17 +114,7 @@ def load_template(folder: str | Path) -> Template:
     ):
         raise TemplateError(f"{manifest_path}: print_area must be 4 points [x, y] (tl, tr, br, bl)")
     quad = np.array(points, dtype=np.float32)
-    if (
-        (quad[:, 0] < 0).any()
-        or (quad[:, 1] < 0).any()
-        or (quad[:, 0] > width).any()
-        or (quad[:, 1] > height).any()
-    ):
-        raise TemplateError(
-            f"{manifest_path}: print_area has points outside the {width}x{height} image"
-        )
-    if abs(cv2.contourArea(quad)) < 16:
-        raise TemplateError(f"{manifest_path}: print_area is degenerate (no area)")
+    check_print_area(quad, (width, height), str(manifest_path))
 
     base = _read_image(folder, need("base"), cv2.IMREAD_COLOR, (width, height), manifest_path)
     shading = displacement = None
@@ -149,6 +139,24 @@ def load_template(folder: str | Path) -> Template:
         displacement=displacement,
         displacement_strength=float(manifest.get("displacement_strength", 0.0)),
     )
+
+
+def check_print_area(
+    quad: np.ndarray, size: tuple[int, int], where: str, min_area: float = 16
+) -> None:
+    """The print area's four corners lie inside the image and enclose an area."""
+    w, h = size
+    if (
+        (quad[:, 0] < 0).any()
+        or (quad[:, 1] < 0).any()
+        or (quad[:, 0] > w).any()
+        or (quad[:, 1] > h).any()
+    ):
+        raise TemplateError(
+            f"{where}: the print area's corners {quad.round(1).tolist()} reach outside the {w}x{h} image"
+        )
+    if abs(cv2.contourArea(quad)) < min_area:
+        raise TemplateError(f"{where}: the print area is degenerate (no area)")
 
 
 def _read_image(

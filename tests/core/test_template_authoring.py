@@ -82,7 +82,7 @@ def test_a_mask_with_no_paint_or_a_bad_corner_list_is_refused(photo_files, tmp_p
     with pytest.raises(TemplateError, match="empty.png: the mask is empty"):
         template_from_photo("x", photo, mask=empty)
     outside = QUAD + np.array([700, 0], np.float32)
-    with pytest.raises(TemplateError, match="not all inside the 1600x1200 image"):
+    with pytest.raises(TemplateError, match="outside the 1600x1200 image"):
         template_from_photo("x", photo, corners=outside)
     assert np.abs(corners_from_mask(painted_mask(SIZE, QUAD)) - QUAD).max() <= 1.0
 
