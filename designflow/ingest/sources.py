@@ -61,26 +61,19 @@ def staged_path(staging: Path, name: str) -> Path:
 
 
 def fingerprint_remote(
-    name: str, where: RemoteLocation, staging: Path, limits: ImageLimits, tries: int = 3
+    name: str, where: RemoteLocation, staging: Path, limits: ImageLimits
 ) -> Fingerprint | RejectedFile | FailedFile:
     """Read a remote file once into `staging`, then fingerprint the local copy. A file that
-    vanished, changed while read or is too large is rejected with the reason; a NAS that
-    stays unreachable after `tries` reads leaves the file failed (upload it again)."""
-    import time
-
+    vanished, changed while read or is too large is rejected with the reason; one the NAS
+    could not give (the connection dropped) failed: the next upload or sweep reads it again."""
     local = staged_path(staging, name)
-    for attempt in range(1, tries + 1):
-        try:
-            where.nas.fetch(where.path, local, limits.max_file_bytes)
-            break
-        except SourceUnreadable as exc:
-            return RejectedFile(name, str(exc).split(": ", 1)[-1])
-        except Exception as exc:  # OSError, paramiko's SSHException, EOFError: a dropped link
-            if attempt == tries:
-                return FailedFile(
-                    name, f"could not read it from the NAS after {tries} tries: {exc}"
-                )
-            time.sleep(2 ** (attempt - 1))  # 1 s, 2 s: a restarting NAS comes back
+    try:
+        where.nas.fetch(where.path, local, limits.max_file_bytes)
+    except SourceUnreadable as exc:
+        return RejectedFile(name, str(exc).split(": ", 1)[-1])
+    except Exception as exc:  # OSError, paramiko's SSHException, EOFError: a dropped link
+        local.unlink(missing_ok=True)
+        return FailedFile(name, f"could not read it from the NAS: {type(exc).__name__}: {exc}")
     try:
         fingerprint = fingerprint_design(str(local), limits)
     except RejectedDesign as exc:

@@ -588,16 +588,29 @@ class SftpNas:
         return NasEntry(path, info.st_size or 0, float(info.st_mtime or 0))
 
     def fetch(self, path: str, target: Path, max_bytes: int) -> int:
-        with self.pool.connection() as conn:
+        # As for put_file: a pooled connection that died since its last use (a NAS
+        # restart) gets one immediate try on a fresh connection.
+        for attempt in (1, 2):
+            reused = False
             try:
-                remote = conn.sftp.open(self._full(path), "rb", bufsize=CHUNK)
-            except FileNotFoundError:
-                raise SourceUnreadable(f"{path}: vanished before it could be read") from None
-            with remote:
-                before = remote.stat()
-                if (before.st_size or 0) <= max_bytes:
-                    remote.prefetch(before.st_size)
-                return fetch_checked(remote, before, remote.stat, path, target, max_bytes)
+                with self.pool.connection() as conn:
+                    reused = conn.used > 0
+                    return self._fetch(conn, path, target, max_bytes)
+            except _NETWORK_ERRORS:
+                if attempt == 2 or not reused:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _fetch(self, conn: _Connection, path: str, target: Path, max_bytes: int) -> int:
+        try:
+            remote = conn.sftp.open(self._full(path), "rb", bufsize=CHUNK)
+        except FileNotFoundError:
+            raise SourceUnreadable(f"{path}: vanished before it could be read") from None
+        with remote:
+            before = remote.stat()
+            if (before.st_size or 0) <= max_bytes:
+                remote.prefetch(before.st_size)
+            return fetch_checked(remote, before, remote.stat, path, target, max_bytes)
 
     def move(self, source: str, dest: str) -> None:
         final = self._full(dest)

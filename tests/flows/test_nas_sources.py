@@ -155,3 +155,21 @@ def test_sweep_of_an_inbox_on_the_nas(sftp_env, capsys) -> None:
     assert (folder / "fresh.png").exists()
     rows = assert_consistent_without(env, server.root, "nina", skip=("inbox",))
     assert sorted(r["original_name"] for r in rows) == ["g0.png", "g1.png", "nested.png"]
+
+
+def test_a_source_the_nas_cannot_give_fails_and_is_not_rejected(sftp_env, tmp_path) -> None:
+    """A dropped NAS is not the file's fault: failed (read again by the next upload or
+    sweep), never rejected (a sweep would quarantine a good file)."""
+    from designflow.ingest.report import FailedFile
+    from designflow.ingest.sources import fingerprint_remote
+    from designflow.settings import ImageLimits
+    from designflow.tasks.resources import current
+
+    env, server = sftp_env
+    images.write_png(server.root / "gone-nas.png", seed=950)
+    where = current().locate("nas:gone-nas.png")
+    server.stop()  # the NAS goes away after the listing
+    outcome = fingerprint_remote("nas:gone-nas.png", where, tmp_path / "staging", ImageLimits())
+    assert isinstance(outcome, FailedFile), outcome
+    assert outcome.reason.startswith("could not read it from the NAS")
+    assert not any((tmp_path / "staging").glob("*"))  # nothing half-read left behind
