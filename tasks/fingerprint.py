@@ -7,11 +7,10 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
+from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.report import FailedFile, RejectedFile
-from designflow.ingest.sources import BadSourceName, fingerprint_remote, is_remote
+from designflow.ingest.sources import fingerprint_source
 from designflow.settings import ImageLimits
-from designflow.storage.nas import NasError
 from designflow.tasks.resources import current, current_settings
 
 
@@ -36,19 +35,7 @@ def fingerprint_file(
 def fingerprint_one(
     path: str, limits: ImageLimits, staging: str | None
 ) -> Fingerprint | RejectedFile | FailedFile:
-    """A local file's fingerprint, or a NAS source's (read once into `staging`)."""
-    if is_remote(path):
-        if staging is None:
-            return RejectedFile(file=path, reason="nas: and sftp:// sources need a staging folder")
-        try:
-            where = current().locate(path)
-        except (BadSourceName, NasError) as exc:
-            return RejectedFile(file=path, reason=str(exc))
-        return fingerprint_remote(path, where, Path(staging), limits)
-    try:
-        return fingerprint_design(path, limits)
-    except RejectedDesign as exc:
-        return RejectedFile(file=path, reason=exc.reason)
+    return fingerprint_source(path, limits, staging, current().locate)
 
 
 def _batch_run_name() -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
 from designflow.ingest.report import FailedFile, RejectedFile
 from designflow.settings import ImageLimits
-from designflow.storage.nas import Nas, SourceUnreadable
+from designflow.storage.nas import Nas, NasError, SourceUnreadable
 
 NAS_PREFIX = "nas:"
 SFTP_PREFIX = "sftp://"
@@ -80,6 +81,30 @@ def fingerprint_remote(
         local.unlink(missing_ok=True)
         return RejectedFile(name, exc.reason)
     return replace(fingerprint, path=name, name=posixpath.basename(name), local_copy=str(local))
+
+
+def fingerprint_source(
+    path: str,
+    limits: ImageLimits,
+    staging: str | None,
+    locate: Callable[[str], RemoteLocation | Path],
+) -> Fingerprint | RejectedFile | FailedFile:
+    """A local file's fingerprint, or a NAS source's (read once into `staging`); a file that
+    cannot be used is a RejectedFile with the reason."""
+    if is_remote(path):
+        if staging is None:
+            return RejectedFile(path, "nas: and sftp:// sources need a staging folder")
+        try:
+            where = locate(path)
+        except (BadSourceName, NasError) as exc:
+            return RejectedFile(path, str(exc))
+        if isinstance(where, RemoteLocation):
+            return fingerprint_remote(path, where, Path(staging), limits)
+        path = str(where)  # a local-folder NAS
+    try:
+        return fingerprint_design(path, limits)
+    except RejectedDesign as exc:
+        return RejectedFile(path, exc.reason)
 
 
 def discard_staging(staging: Path) -> None:
