@@ -352,19 +352,22 @@ class SftpNas:
             raise NasError(f"path escapes the NAS root: {dest!r}")
         return posixpath.join(self.target.base_path, dest)
 
-    def put_file(self, source, dest: str, expected_sha256: str) -> PutResult:
-        # A pooled connection may have died since its last use (server restart): one
-        # immediate retry on a fresh connection hides that; other failures propagate.
+    def _on_live_connection(self, work):
+        """`work(conn)` on a pooled connection. One that died since its last use (a server
+        restart) gets one immediate try on a fresh connection; other failures propagate."""
         for attempt in (1, 2):
             reused = False
             try:
                 with self.pool.connection() as conn:
                     reused = conn.used > 0
-                    return self._put(conn, source, dest, expected_sha256)
+                    return work(conn)
             except _NETWORK_ERRORS:
                 if attempt == 2 or not reused:
                     raise
         raise AssertionError("unreachable")
+
+    def put_file(self, source, dest: str, expected_sha256: str) -> PutResult:
+        return self._on_live_connection(lambda conn: self._put(conn, source, dest, expected_sha256))
 
     def _put(self, conn: _Connection, source, dest: str, expected_sha256: str) -> PutResult:
         sftp = conn.sftp
@@ -588,18 +591,7 @@ class SftpNas:
         return NasEntry(path, info.st_size or 0, float(info.st_mtime or 0))
 
     def fetch(self, path: str, target: Path, max_bytes: int) -> int:
-        # As for put_file: a pooled connection that died since its last use (a NAS
-        # restart) gets one immediate try on a fresh connection.
-        for attempt in (1, 2):
-            reused = False
-            try:
-                with self.pool.connection() as conn:
-                    reused = conn.used > 0
-                    return self._fetch(conn, path, target, max_bytes)
-            except _NETWORK_ERRORS:
-                if attempt == 2 or not reused:
-                    raise
-        raise AssertionError("unreachable")
+        return self._on_live_connection(lambda conn: self._fetch(conn, path, target, max_bytes))
 
     def _fetch(self, conn: _Connection, path: str, target: Path, max_bytes: int) -> int:
         try:
