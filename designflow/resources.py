@@ -158,14 +158,11 @@ class Resources:
         with self._lock:
             other = self._source_servers.get(server)
             if other is None:
-                if isinstance(nas, SftpNas):
-                    credentials = nas.pool.credentials
-                else:
-                    s = self.settings
-                    credentials = SftpCredentials(
-                        known_hosts=s.nas_known_hosts, password=s.nas_password,
-                        key_file=s.nas_key_file, key_passphrase=s.nas_key_passphrase,
-                    )  # fmt: skip
+                credentials = (
+                    nas.pool.credentials
+                    if isinstance(nas, SftpNas)
+                    else SftpCredentials.from_settings(self.settings)
+                )
                 at_root = SftpTarget(target.host, target.port, target.username, "/")
                 other = SftpNas(at_root, SftpPool(at_root, credentials, 4))
                 self._source_servers[server] = other
@@ -210,14 +207,16 @@ class Resources:
         return cached
 
     def template_folder(self, template_id: str) -> Path:
-        from designflow.mockups.render import TemplateError
+        _check_template_id(template_id)
+        prefix = self._templates_on_nas()
+        if prefix is not None:
+            return self._template_from_nas(prefix, template_id)
+        return Path(self.settings.templates) / template_id
 
-        if not template_id or "/" in template_id or template_id.startswith("."):
-            raise TemplateError(f"invalid template id {template_id!r}")
+    def _templates_on_nas(self) -> str | None:
+        """The templates folder under the NAS root for `nas:<folder>`, else None."""
         root = self.settings.templates
-        if root.startswith("nas:"):
-            return self._template_from_nas(root[4:].strip("/"), template_id)
-        return Path(root) / template_id
+        return root[len("nas:") :].strip("/") if root.startswith("nas:") else None
 
     def _template_from_nas(self, prefix: str, template_id: str) -> Path:
         """Templates kept on the NAS are copied once into a local cache folder."""
@@ -240,39 +239,37 @@ class Resources:
 
     def template_names(self) -> list[str]:
         """The templates in the settings' folder (on the NAS for `nas:<folder>`)."""
-        root = self.settings.templates
-        if root.startswith("nas:"):
-            prefix = root[4:].strip("/")
+        prefix = self._templates_on_nas()
+        if prefix is not None:
             nas = self.nas()
             return [n for n in nas.folders(prefix) if nas.stat(f"{prefix}/{n}/template.json")]
-        return sorted(p.parent.name for p in Path(root).glob("*/template.json"))
+        return sorted(p.parent.name for p in Path(self.settings.templates).glob("*/template.json"))
 
     def template_manifest(self, template_id: str) -> dict:
         import json
 
-        root = self.settings.templates
-        if root.startswith("nas:"):
-            data = self.nas().read_bytes(f"{root[4:].strip('/')}/{template_id}/template.json")
+        prefix = self._templates_on_nas()
+        if prefix is not None:
+            data = self.nas().read_bytes(f"{prefix}/{template_id}/template.json")
         else:
-            data = (Path(root) / template_id / "template.json").read_bytes()
+            data = (Path(self.settings.templates) / template_id / "template.json").read_bytes()
         manifest = json.loads(data)
         return manifest if isinstance(manifest, dict) else {}
 
     def save_template(self, template_id: str, files: dict[str, bytes]) -> str:
         """Write a template's files where every worker reads templates; returns where. The
         manifest goes last, so a reader never finds a manifest whose images are missing."""
-        from designflow.mockups.render import MANIFEST, TemplateError
+        from designflow.mockups.render import MANIFEST
 
-        if not template_id or "/" in template_id or template_id.startswith("."):
-            raise TemplateError(f"invalid template name {template_id!r}")
+        _check_template_id(template_id)
         order = sorted(files, key=lambda name: name == MANIFEST)
-        root = self.settings.templates
-        if root.startswith("nas:"):
-            prefix = f"{root[4:].strip('/')}/{template_id}"
+        on_nas = self._templates_on_nas()
+        if on_nas is not None:
+            prefix = f"{on_nas}/{template_id}"
             for name in order:
                 self.nas().write_small(f"{prefix}/{name}", files[name])
             return f"nas:{prefix}/"
-        folder = Path(root) / template_id
+        folder = Path(self.settings.templates) / template_id
         folder.mkdir(parents=True, exist_ok=True)
         for name in order:
             temp = folder / f".{name}.part"
@@ -295,6 +292,14 @@ class Resources:
             etsy.client.close()
         if catalog is not None:
             catalog.close()
+
+
+def _check_template_id(template_id: str) -> None:
+    """Template names become folder names: no paths, no hidden names."""
+    from designflow.mockups.render import TemplateError
+
+    if not template_id or "/" in template_id or template_id.startswith("."):
+        raise TemplateError(f"invalid template id {template_id!r}")
 
 
 _current: Resources | None = None

@@ -350,12 +350,7 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
 
         settings = settings or Settings.from_env()
         target = SftpTarget.from_url(url)
-        credentials = SftpCredentials(
-            known_hosts=settings.nas_known_hosts,
-            password=settings.nas_password,
-            key_file=settings.nas_key_file,
-            key_passphrase=settings.nas_key_passphrase,
-        )
+        credentials = SftpCredentials.from_settings(settings)
         return sftp_nas(
             target, credentials, settings.nas_max_connections, settings.nas_upload_processes
         )

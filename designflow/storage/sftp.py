@@ -87,6 +87,14 @@ class SftpCredentials:
     key_data: str | None = field(default=None, repr=False)  # a private key's text (from a block)
     key_passphrase: str | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_settings(cls, settings) -> SftpCredentials:
+        """The NAS credentials of the environment (DESIGNFLOW_NAS_*)."""
+        return cls(
+            known_hosts=settings.nas_known_hosts, password=settings.nas_password,
+            key_file=settings.nas_key_file, key_passphrase=settings.nas_key_passphrase,
+        )  # fmt: skip
+
     def private_key(self) -> paramiko.PKey | None:
         if self.key_data:
             import io
