@@ -1,10 +1,11 @@
 """End to end: 50 large designs from files to SFTP NAS and PostgreSQL catalog.
 
-Run: python -m bench.e2e [--rounds 3] [--history 100000]
+Run: python -m bench.e2e [--rounds 3] [--history 100000] [--compare-env NAME=VALUE ...]
 
 Starts a local sshd, an embedded PostgreSQL holding --history designs for the seller, and a
 Prefect server on 127.0.0.1; then, interleaved, --rounds times, each in a fresh process:
-  (a) designflow: upload_designs into SFTP + PostgreSQL (default settings)
+  (a) designflow: `designflow upload --json` into SFTP + PostgreSQL (default settings), the
+      command run in the timed process after its imports
   (b) the seed's 'after' design: imagehash's four functions on the full decoded image,
       exact-match query per hash, Hamming check against the last 1000 designs in Python,
       4 threads of default paramiko uploads from a pool of 4, executemany insert
@@ -14,7 +15,9 @@ Prefect server on 127.0.0.1; then, interleaved, --rounds times, each in a fresh 
   (c) the floor: only decoding the 50 files with 2 threads, with the faster of libspng
       (designflow's decoder, into a reused array per thread) and Pillow
 Prints medians, the ratios, and each variant's peak memory (max RSS of its process); then
-designflow's peak memory with a 1,000-design history for comparison.
+designflow's peak memory with a 1,000-design history for comparison. --compare-env runs (a)
+a second time each round with a setting changed (a2), so a lever is judged against the
+rounds of the same run rather than against another run on a noisy machine.
 """
 
 from __future__ import annotations
@@ -58,11 +61,18 @@ def _peak_mb() -> float:
 
 
 def variant_a(files: list[str], user: str, db: str) -> dict:
-    from designflow.flows.upload import upload_designs
+    """`designflow upload --json` as a seller runs it, in this process (imported before the
+    clock starts, as the seed's pipeline in (b) is)."""
+    from designflow.cli import main as designflow_command
+    from designflow.flows.upload import upload_designs  # noqa: F401  (imported before timing)
 
+    printed = io.StringIO()
     start = time.perf_counter()
-    report = upload_designs(paths=files, user_id=user)
+    with contextlib.redirect_stdout(printed):
+        code = designflow_command(["upload", *files, "--user", user, "--json"])
     seconds = time.perf_counter() - start
+    assert code == 0, f"designflow upload exited with {code}"
+    report = json.loads(printed.getvalue())
     assert len(report["stored"]) == len(files), report["counts"]
     _cleanup(db, user, report["flow_run_id"])
     return {"seconds": seconds, "stored": len(report["stored"]), "timings_ms": report["timings_ms"]}
@@ -266,6 +276,10 @@ def main() -> None:
         "--skip-baseline", action="store_true", help="only (a) and (c), for quick checks"
     )
     parser.add_argument(
+        "--compare-env", action="append", default=[], metavar="NAME=VALUE",
+        help="also run (a) with this setting each round (a lever measured in the same run)",
+    )  # fmt: skip
+    parser.add_argument(
         "--prefect-db", choices=["sqlite", "postgresql"], default="sqlite",
         help="database of the Prefect server (postgresql: the production configuration)",
     )  # fmt: skip
@@ -351,9 +365,15 @@ def main() -> None:
             "postgresql": pg.get_pid(),
         }
         results: dict[str, list[dict]] = {"a": [], "b": [], "b2": [], "c": []}
+        other_env = dict(env, **dict(kv.split("=", 1) for kv in args.compare_env))
         for r in range(args.rounds):
             results["a"].append(_child("a", env, [*common, "--user", args.user], servers))
             shutil.rmtree(server.root / "users", ignore_errors=True)
+            if args.compare_env:
+                results.setdefault("a2", []).append(
+                    _child("a", other_env, [*common, "--user", args.user], servers)
+                )
+                shutil.rmtree(server.root / "users", ignore_errors=True)
             if not args.skip_baseline:
                 results["b"].append(
                     _child("b", env, [*common, "--user", args.user, "--sftp", sftp], servers)
@@ -373,9 +393,14 @@ def main() -> None:
         peak = {k: max(x["peak_mb"] for x in v) for k, v in results.items()}
         print(f"{args.files} designs 4500x5400 RGBA PNG ({min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB, "
               f"{sum(sizes) / 1e6:.0f} MB), SFTP to local sshd, user with {args.history:,} designs; medians of {args.rounds}")  # fmt: skip
-        print(f"(a) designflow upload_designs : {med['a']:7.1f} s   peak {peak['a']:6.0f} MB")
+        print(f"(a) designflow upload (CLI)   : {med['a']:7.1f} s   peak {peak['a']:6.0f} MB")
         print(f"(b) seed's 'after' design     : {med['b']:7.1f} s   peak {peak['b']:6.0f} MB")
         print(f"(b2) (b), hashes on 512 px    : {med['b2']:7.1f} s   peak {peak['b2']:6.0f} MB")
+        if args.compare_env:
+            print(f"(a2) (a) with {' '.join(args.compare_env)}: {med['a2']:.1f} s   peak {peak['a2']:.0f} MB"
+                  f"   a2/a = {med['a2'] / med['a']:.2f}x (rounds: "
+                  + ", ".join(f"{x['seconds']:.1f}/{y['seconds']:.1f}" for x, y in zip(results['a2'], results['a'], strict=True))
+                  + ")")  # fmt: skip
         print(f"(c) decode only, 2 threads    : {med['c']:7.1f} s   peak {peak['c']:6.0f} MB"
               f"   (fastest decoder; last round: {results['c'][-1].get('decoders_s')})")  # fmt: skip
         busy = {
