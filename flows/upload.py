@@ -30,8 +30,7 @@ from designflow.tasks.catalog import (
     await_claimed,
     claim_designs,
     count_user_designs,
-    find_known_designs,
-    find_near_designs,
+    find_duplicates,
     prepare_catalog,
     record_designs,
 )
@@ -202,14 +201,12 @@ def run_batch(
         fingerprint_wait_ms = None
     sha256s = ingest.fingerprinted(fingerprints, fingerprint_wait_ms)
 
-    lookup = find_known_designs(user_id, sha256s, return_state=True)
-    if not lookup.is_completed():
-        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(lookup)}")
-    queries = ingest.known(lookup.result())
-    near = find_near_designs(user_id, queries, settings.near_dup_distance, return_state=True)
-    if not near.is_completed():
-        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(near)}")
-    uploads = ingest.near(near.result())
+    found = find_duplicates(
+        user_id, sha256s, ingest.all_near_queries(), settings.near_dup_distance, return_state=True
+    )
+    if not found.is_completed():
+        return ingest.unavailable(f"catalog unavailable after retries: {failure_reason(found)}")
+    uploads = ingest.looked_up(*found.result())
     # Claimed first: a concurrent upload by the same seller does not send them again.
     held = claim_designs(user_id, [u.sha256 for u in uploads], ingest.batch_id, return_state=True)
     if not held.is_completed():

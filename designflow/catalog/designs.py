@@ -245,6 +245,13 @@ class DesignRepository(Database):
             _analyze_if_stale(conn, count)
         return count
 
+    def find_duplicates(
+        self, user_id: str, sha256s: Sequence[str], queries: Sequence[NearQuery], distance: int
+    ) -> tuple[dict[str, ExistingDesign], list[NearMatch]]:
+        """Both lookups of a batch: the user's designs with these contents, and those near
+        the queries' hashes."""
+        return self.find_by_sha256(user_id, sha256s), self.find_near(user_id, queries, distance)
+
     def find_near(
         self, user_id: str, queries: Sequence[NearQuery], distance: int
     ) -> list[NearMatch]:

@@ -22,7 +22,7 @@ import posixpath
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from designflow.catalog import ExistingDesign, NewDesign, RecordResult
 from designflow.errors import is_transient
@@ -145,6 +145,29 @@ class BatchIngest:
             f"fingerprinted {len(self._fingerprints)} file(s), {len(self.report.rejected)} rejected"
         )
         return sorted({fp.sha256 for fp in self._fingerprints})
+
+    def all_near_queries(self) -> list[NearQuery]:
+        """The near-duplicate queries of every fingerprint of the batch, asked together with
+        the exact lookup in one catalog call (`looked_up` ignores the answers for files the
+        exact lookup settles): one task run per batch instead of two."""
+        return near_queries(self._fingerprints)
+
+    def looked_up(
+        self, existing: dict[str, ExistingDesign], matches: Sequence[NearMatch]
+    ) -> list[NasUpload]:
+        """The catalog's answers to the sha256s and to `all_near_queries`: exact and
+        in-batch duplicates settled, then near ones among the rest; returns what to put on
+        the NAS."""
+        self.known(existing)
+        # Near matches are keyed by position among all fingerprints; `near` wants positions
+        # among the files still to store.
+        position = {id(fp): i for i, fp in enumerate(self._to_store)}
+        still_open = []
+        for match in matches:
+            key = position.get(id(self._fingerprints[match.key]))
+            if key is not None:
+                still_open.append(replace(match, key=key))
+        return self.near(still_open)
 
     def known(self, existing: dict[str, ExistingDesign]) -> list[NearQuery]:
         """The catalog's designs with these sha256s: exact and in-batch duplicates are

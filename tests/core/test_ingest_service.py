@@ -218,3 +218,31 @@ def test_designs_another_upload_is_storing_become_exact_duplicates_of_its_rows()
     assert (
         by_file["/in/theirs.png"].duplicate_of == 77 and by_file["/in/copy.png"].duplicate_of == 77
     )
+
+
+def test_one_lookup_for_exact_and_near_keeps_each_answer_to_its_file() -> None:
+    """The flow asks the catalog both questions at once (one task run): near matches come
+    keyed by position among all fingerprints, including files the exact lookup settles."""
+    service = ingest()
+    old = fp("old.png")
+    a = fp("a.png", phash=0x3C3C3C3C3C3C3C3C)
+    b = fp("b.png", phash=0x5A5A5A5A5A5A5A5A)
+    copy = fp("copy.png", "b.png", phash=0x5A5A5A5A5A5A5A5A)
+    service.fingerprinted([old, a, b, copy])
+    queries = service.all_near_queries()
+    assert {q.key for q in queries} == {0, 1, 2, 3}  # every file asked, old and copy too
+    existing = {old.sha256: ExistingDesign(7, old.sha256, "users/seller/designs/x/old.png")}
+    history = "users/seller/designs/q.png"
+    matches = [
+        NearMatch(0, 50, 1, 2, False, history),  # old: settled as exact, ignored here
+        NearMatch(1, 42, 3, 6, False, history),  # a: a near duplicate of design 42
+        NearMatch(3, 51, 2, 4, False, history),  # copy: an in-batch copy of b, ignored
+    ]
+    uploads = service.looked_up(existing, matches)
+    assert [u.fingerprint.name for u in uploads] == ["b.png"]
+    for upload in uploads:
+        service.uploaded(upload, None)
+    report = service.recorded(inserted(service))
+    assert fates(report) == {"old.png": "exact", "a.png": "near", "b.png": "stored", "copy.png": "in-batch"}  # fmt: skip
+    by_file = {d.file: d.duplicate_of for d in report.duplicates}
+    assert by_file["/in/old.png"] == 7 and by_file["/in/a.png"] == 42
