@@ -232,7 +232,9 @@ def _tree_cpu(pid: int) -> float:
         return float("nan")
 
 
-def _child(variant: str, env: dict, args: list[str], servers: dict[str, int]) -> dict:
+def _child(
+    variant: str, env: dict, args: list[str], servers: dict[str, int], label: str | None = None
+) -> dict:
     import resource
 
     busy0, total0 = _cpu_times()
@@ -249,7 +251,7 @@ def _child(variant: str, env: dict, args: list[str], servers: dict[str, int]) ->
     result_servers = {name: _tree_cpu(pid) - servers0[name] for name, pid in servers.items()}
     # The run's log (Prefect's default INFO level, as a seller runs it), for a look at the
     # timeline of the last run of each variant.
-    (OUT / f"e2e-{variant}.log").write_text(out.stderr)
+    (OUT / f"e2e-{label or variant}.log").write_text(out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-4000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -371,7 +373,7 @@ def main() -> None:
             shutil.rmtree(server.root / "users", ignore_errors=True)
             if args.compare_env:
                 results.setdefault("a2", []).append(
-                    _child("a", other_env, [*common, "--user", args.user], servers)
+                    _child("a", other_env, [*common, "--user", args.user], servers, "a2")
                 )
                 shutil.rmtree(server.root / "users", ignore_errors=True)
             if not args.skip_baseline:
@@ -409,7 +411,7 @@ def main() -> None:
         }
         print(f"machine CPU busy (both cores, whole run incl. start-up): a {busy['a']:.0%}, "
               f"b {busy['b']:.0%}, c {busy['c']:.0%}")  # fmt: skip
-        for k in ("a", "c"):
+        for k in ("a", "a2", "c") if args.compare_env else ("a", "c"):
             own = statistics.median(x.get("cpu_s_variant", float("nan")) for x in results[k])
             others = statistics.median(x.get("cpu_s_others", float("nan")) for x in results[k])
             print(

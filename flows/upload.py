@@ -36,7 +36,11 @@ from designflow.tasks.catalog import (
 )
 from designflow.tasks.etsy import save_listing_drafts
 from designflow.tasks.files import collect_files
-from designflow.tasks.fingerprint import fingerprint_file, fingerprint_files_in_threads
+from designflow.tasks.fingerprint import (
+    fingerprint_file,
+    fingerprint_files_in_threads,
+    fingerprint_threads,
+)
 from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
 from designflow.tasks.nas import upload_batch_to_nas
@@ -155,9 +159,11 @@ def upload_designs(
 
 def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
     """Each batch's report in order, the fingerprints of later batches computed ahead."""
-    # Fingerprints: one task per batch, one batch at a time on its own runner, all submitted
-    # up front, so batch N+1 is decoded while batch N goes to the NAS and the catalog.
-    with ThreadPoolTaskRunner(max_workers=1) as ahead_runner:
+    # Fingerprints: one task per batch, all submitted up front on their own runner, so batch
+    # N+1 is decoded while batch N goes to the NAS and the catalog. Two batch tasks at a time
+    # feed the run's one pool of fingerprint threads (in order), so no core waits at a
+    # batch's end for its last file.
+    with ThreadPoolTaskRunner(max_workers=2) as ahead_runner, fingerprint_threads():
         ahead = None
         if fingerprint_runner_kind() == "threads":
             ahead = [

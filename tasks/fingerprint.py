@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import task
@@ -46,10 +50,11 @@ def _batch_run_name() -> str:
     return f"fingerprint {len(paths)} file(s) from {first}"
 
 
-# One task per batch, its files in 4 threads (decoding releases the GIL): a task run per file
-# cost the server ~3 events per design, and after a 500-design upload the default SQLite
-# server took ~1 min to catch up (the next test's runs waited). Each file still gets its own
-# outcome (a Fingerprint or a RejectedFile) and its own row in the outcome table.
+# One task per batch, its files on the run's fingerprint threads (decoding releases the GIL):
+# a task run per file cost the server ~3 events per design, and after a 500-design upload
+# the default SQLite server took ~1 min to catch up (the next test's runs waited). Each file
+# still gets its own outcome (a Fingerprint or a RejectedFile) and its own row in the
+# outcome table.
 @task(
     name="fingerprint-batch", task_run_name=_batch_run_name, cache_policy=NO_CACHE,
     persist_result=False,
@@ -57,11 +62,54 @@ def _batch_run_name() -> str:
 def fingerprint_files_in_threads(
     paths: list[str], staging: str | None = None
 ) -> list[Fingerprint | RejectedFile | FailedFile]:
-    from concurrent.futures import ThreadPoolExecutor
-
     limits = current_settings().limits
-    with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS) as pool:
-        return list(pool.map(lambda path: fingerprint_one(path, limits, staging), paths))
+    with fingerprint_threads() as pool:
+        futures = [pool.submit(fingerprint_one, path, limits, staging) for path in paths]
+        return [future.result() for future in futures]
 
 
 FINGERPRINT_THREADS = 4
+
+
+class _SharedThreads:
+    """One pool of fingerprint threads for every batch of a run (and for runs that overlap
+    in one process), kept while any run holds it. Threads made per batch cost an upload of
+    50 designs in 9 batches ~2-3 s: at each batch's end the last file decoded with a core
+    idle, and each new thread's decode buffer was allocated and faulted in again (measured
+    with bench.e2e --compare-env, see the commit)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._holders = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[ThreadPoolExecutor]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=FINGERPRINT_THREADS, thread_name_prefix="designflow-fingerprint"
+                )
+            self._holders += 1
+            pool = self._pool
+        try:
+            yield pool
+        finally:
+            with self._lock:
+                self._holders -= 1
+                idle = self._holders == 0
+                if idle:
+                    self._pool = None
+            if idle:
+                # The threads end with their decode buffers: nothing held between runs.
+                pool.shutdown(wait=False)
+
+
+_shared = _SharedThreads()
+
+
+def fingerprint_threads() -> contextlib.AbstractContextManager[ThreadPoolExecutor]:
+    """The process's fingerprint threads, held for the duration of the `with`: a run holds
+    them across its batches so that batch N+1's files start as soon as batch N's last ones
+    leave a thread free."""
+    return _shared.held()

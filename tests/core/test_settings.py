@@ -12,7 +12,7 @@ def test_defaults() -> None:
     assert s.home == Path("/srv/df")
     assert s.database_url is None
     assert s.nas_url == "file:///srv/df/nas"
-    assert (s.batch_max_bytes, s.batch_max_images) == (50 * MB, 20)
+    assert (s.batch_max_bytes, s.batch_max_images) == (200 * MB, 20)
 
 
 def test_overrides_and_errors() -> None:

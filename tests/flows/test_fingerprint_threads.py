@@ -1,0 +1,61 @@
+"""A run's batches share one pool of fingerprint threads, and the pool ends with the run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from designflow.flows.upload import upload_designs
+from designflow.tasks.fingerprint import FINGERPRINT_THREADS, fingerprint_threads
+from tests import images
+from tests.conftest import DesignflowEnv
+
+
+def _fingerprint_threads_alive() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("designflow-fingerprint")]
+
+
+def _wait_gone(timeout: float = 10.0) -> list[threading.Thread]:
+    deadline = time.monotonic() + timeout
+    while _fingerprint_threads_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _fingerprint_threads_alive()
+
+
+def test_holders_share_one_pool_until_the_last_lets_go() -> None:
+    with fingerprint_threads() as first:
+        with fingerprint_threads() as second:  # a second batch task, or an overlapping run
+            assert second is first
+            names = set(first.map(lambda _: threading.current_thread().name, range(40)))
+        assert len(names) <= FINGERPRINT_THREADS
+        # Still held by the first holder: the threads (and their decode buffers) stay.
+        assert first.submit(lambda: 7).result() == 7
+    assert _wait_gone() == []
+    with fingerprint_threads() as again:
+        assert again is not first  # a fresh pool for the next run
+
+
+def test_upload_in_many_batches_uses_the_run_pool_and_leaves_no_thread(
+    designflow_env: DesignflowEnv,
+) -> None:
+    folder = designflow_env.inputs / "many"
+    folder.mkdir(parents=True)
+    made = [images.write_png(folder / f"d{i}.png", seed=300 + i) for i in range(7)]
+    seen: set[str] = set()
+    real_start = threading.Thread.start
+
+    def spy_start(thread: threading.Thread) -> None:
+        if thread.name.startswith("designflow-fingerprint"):
+            seen.add(thread.name)
+        real_start(thread)
+
+    threading.Thread.start = spy_start  # type: ignore[method-assign]
+    try:
+        report = upload_designs(paths=[str(folder)], user_id="pool", batch_max_images=2)
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
+    assert len(report["stored"]) == len(made)
+    assert report["batches"] == 4
+    # Four batches, yet no more threads were ever started than one pool holds.
+    assert 1 <= len(seen) <= FINGERPRINT_THREADS, seen
+    assert _wait_gone() == []
