@@ -36,7 +36,7 @@ def test_holders_share_one_pool_until_the_last_lets_go() -> None:
 
 
 def test_upload_in_many_batches_uses_the_run_pool_and_leaves_no_thread(
-    designflow_env: DesignflowEnv,
+    designflow_env: DesignflowEnv, monkeypatch
 ) -> None:
     folder = designflow_env.inputs / "many"
     folder.mkdir(parents=True)
@@ -49,11 +49,9 @@ def test_upload_in_many_batches_uses_the_run_pool_and_leaves_no_thread(
             seen.add(thread.name)
         real_start(thread)
 
-    threading.Thread.start = spy_start  # type: ignore[method-assign]
-    try:
-        report = upload_designs(paths=[str(folder)], user_id="pool", batch_max_images=2)
-    finally:
-        threading.Thread.start = real_start  # type: ignore[method-assign]
+    monkeypatch.setattr(threading.Thread, "start", spy_start)
+    report = upload_designs(paths=[str(folder)], user_id="pool", batch_max_images=2)
+    monkeypatch.undo()
     assert len(report["stored"]) == len(made)
     assert report["batches"] == 4
     # Four batches, yet no more threads were ever started than one pool holds.
