@@ -201,6 +201,7 @@ def run_batch(
     ingest = BatchIngest(
         user_id, upload_run_id, batch_index, allow_near_duplicates, settings.near_dup_distance,
         settings.near_dup_confirm, log=lambda message: logger.info("%s: %s", label, message),
+        debug=lambda message: logger.debug("%s: %s", label, message),
     )  # fmt: skip
     if fingerprints is None:
         fingerprints = fingerprint_files([f.path for f in files], staging)

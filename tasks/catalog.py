@@ -27,8 +27,9 @@ def prepare_catalog() -> list[str]:
 @task(name="find-duplicates", **io_retry())
 def find_duplicates(
     user_id: str, sha256s: Sequence[str], queries: Sequence[NearQuery], distance: int
-) -> tuple[dict[str, ExistingDesign], list[NearMatch]]:
-    """The user's designs with these contents, and those near these hashes."""
+) -> tuple[dict[str, ExistingDesign], list[NearMatch], dict[int, bytes]]:
+    """The user's designs with these contents, those near these hashes, and the near
+    candidates' reductions for the verifier."""
     return resources.catalog().find_duplicates(user_id, sha256s, queries, distance)
 
 

@@ -120,6 +120,7 @@ def print_report(report: dict, as_json: bool) -> None:
     for d in report["duplicates"]:
         out(
             f"  duplicate  {d['file']} -> {d['kind']} copy of design {d['duplicate_of']} (distance {d['distance']})"
+            + (f": {d['why']}" if d.get("why") else "")
         )
     for r in report["rejected"]:
         out(f"  rejected   {r['file']}: {r['reason']}")

@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from designflow.images.budget import DECODES, decode_peak_bytes
 from designflow.images.pngmeta import MetadataBomb, check_png_metadata
 from designflow.images.similarity import hamming  # noqa: F401  (one Hamming distance, re-exported)
+from designflow.images.verify import make_reduction
+from designflow.images.views import view_hashes
 from designflow.settings import ImageLimits
 
 # We check pixel counts ourselves, right after the header is parsed and before any pixel is
@@ -70,6 +72,11 @@ class Fingerprint:
     nd_dhash: int = 0
     nd_phash_flip: int = 0
     nd_dhash_flip: int = 0
+    # The trimmed phash of each view (crops, cut sides, small rotations: views.py), kept
+    # with the design so that its copies are found; and the grey reduction the verifier
+    # compares candidates with (verify.py). Neither is part of the --json output.
+    views: tuple[int, ...] = ()
+    reduction: bytes = b""
     # A source read from the NAS is kept on the worker's disk for the run: the local copy
     # the upload sends (`path` keeps the name the seller gave). Empty for local files.
     local_copy: str = ""
@@ -80,7 +87,8 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        out.pop("local_copy")
+        for internal in ("local_copy", "views", "reduction"):
+            out.pop(internal)
         for key in (
             "phash",
             "ahash",
@@ -175,8 +183,9 @@ def fingerprint_bytes(
         if orientation in (5, 6, 7, 8):
             width, height = height, width
 
-    hashes = hash_reduced_image(small)
+    hashes: dict[str, object] = dict(hash_reduced_image(small))
     hashes.update(near_duplicate_hashes(small))
+    hashes["reduction"] = make_reduction(small)
     return Fingerprint(
         path=str(path),
         name=Path(path).name,
@@ -199,11 +208,13 @@ def hash_reduced_image(small: Image.Image) -> dict[str, int]:
     }
 
 
-def near_duplicate_hashes(small: Image.Image) -> dict[str, int]:
-    """phash and dhash of the content (uniform border trimmed) and of its mirror image."""
+def near_duplicate_hashes(small: Image.Image) -> dict[str, object]:
+    """phash and dhash of the content (uniform border trimmed) and of its mirror image, and
+    the phash of the content's views."""
     content = trim_to_content(small)
     mirror = content.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return {
+        "views": view_hashes(content, hash_to_int),
         "nd_phash": hash_to_int(imagehash.phash(content)),
         "nd_dhash": hash_to_int(imagehash.dhash(content)),
         "nd_phash_flip": hash_to_int(imagehash.phash(mirror)),

@@ -9,7 +9,7 @@ at a million designs, a few hundred candidates per query instead of a million.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -84,6 +84,7 @@ class NearQuery:
     dhash: int
     flipped: bool = False
     kind: str = TRIMMED
+    sha256: str = ""  # the new design's content: its queries are dropped when it is known
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,55 @@ class NearMatch:
     confirm: int  # phash + dhash distance
     flipped: bool
     nas_path: str = ""
+    view: int = 0  # 0: the design's own hash; else which view of it matched (views.py)
+    why: str = ""  # what the verifier saw, once it has looked
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """The index lookups of a batch: one row per probe (query, chunk part, value, distance
+    limit) and the sorted values per part (parts 0-2: trimmed hash chunks, 3-5: plain phash
+    chunks, 6-8: the views' chunks)."""
+
+    query: list[int]
+    part: list[int]
+    value: list[int]
+    limit: list[int]
+    values_by_part: list[list[int]]
+
+
+VIEW_PART_OFFSET = 6
+
+
+def probe_plan(queries: Sequence[NearQuery], distance: int, view_distance: int) -> ProbePlan:
+    import numpy as np
+
+    rows: list[np.ndarray] = []
+    for index, q in enumerate(queries):
+        lookups = [(0 if q.kind == TRIMMED else 3, distance)]
+        if q.kind == TRIMMED and view_distance >= 0:
+            lookups.append((VIEW_PART_OFFSET, view_distance))
+        for offset, limit in lookups:
+            radius = radius_for(limit)
+            for part, (chunk, bits) in enumerate(zip(chunks(q.phash), CHUNK_BITS, strict=True)):
+                values = np.bitwise_xor(np.asarray(_masks(bits, radius), np.int64), chunk)
+                block = np.empty((values.size, 4), np.int64)
+                block[:, 0], block[:, 1], block[:, 2], block[:, 3] = (
+                    index,
+                    offset + part,
+                    values,
+                    limit,
+                )
+                rows.append(block)
+    table = np.concatenate(rows) if rows else np.empty((0, 4), np.int64)
+    by_part = [np.unique(table[table[:, 1] == part, 2]).tolist() for part in range(9)]
+    return ProbePlan(
+        table[:, 0].tolist(),
+        table[:, 1].tolist(),
+        table[:, 2].tolist(),
+        table[:, 3].tolist(),
+        by_part,
+    )
 
 
 def is_near(phash_distance: int, dhash_distance: int, distance: int, confirm_sum: int) -> bool:

@@ -7,8 +7,8 @@ A duplicate is an outcome, not an error: it is reported with the id of the desig
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from designflow.catalog import ExistingDesign
 from designflow.images.fingerprint import Fingerprint
@@ -17,10 +17,10 @@ from designflow.images.similarity import (
     TRIMMED,
     NearMatch,
     NearQuery,
-    best_matches,
     hamming,
     is_near,
 )
+from designflow.images.verify import Verdict, compare
 
 
 @dataclass
@@ -78,10 +78,19 @@ def classify_exact(
 @dataclass
 class NearDedup:
     to_store: list[Fingerprint] = field(default_factory=list)
-    # (copy, closest active design of the user's history)
+    # (copy, closest active design of the user's history the verifier agreed with)
     near: list[tuple[Fingerprint, NearMatch]] = field(default_factory=list)
     # (copy, earlier file of this batch it resembles, phash distance)
     in_batch: list[tuple[Fingerprint, Fingerprint, int]] = field(default_factory=list)
+    # sha256 of each near duplicate -> what the verifier saw
+    why: dict[str, str] = field(default_factory=dict)
+    # candidates the verifier turned down: (new file, design id or file, why)
+    turned_down: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+# The verifier looks at no more than this many candidates per new design, closest first: a
+# bound on its cost (~15-20 ms each) whatever the catalog holds.
+MAX_VERIFIED = 6
 
 
 def has_detail(fp: Fingerprint) -> bool:
@@ -94,20 +103,23 @@ def has_detail(fp: Fingerprint) -> bool:
 
 def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
     """Three queries per design: its trimmed hash as it is and mirrored (copies on another
-    canvas, flipped copies), and its plain hash (copies with additions such as a watermark,
-    which move the trimmed outline)."""
+    canvas, flipped copies; both also looked up among the stored designs' views: crops and
+    small rotations), and its plain hash (copies with additions such as a watermark, which
+    move the trimmed outline)."""
     out: list[NearQuery] = []
     for key, fp in enumerate(fingerprints):
         if not has_detail(fp):
             continue
-        out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, flipped=False, kind=TRIMMED))
-        out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, flipped=True, kind=TRIMMED))
-        out.append(NearQuery(key, fp.phash, fp.dhash, flipped=False, kind=PLAIN))
+        sha = fp.sha256
+        out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, False, TRIMMED, sha))
+        out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, True, TRIMMED, sha))
+        out.append(NearQuery(key, fp.phash, fp.dhash, False, PLAIN, sha))
     return out
 
 
 def near_pair(a: Fingerprint, b: Fingerprint, distance: int, confirm_sum: int) -> int | None:
-    """phash distance when `a` is a near duplicate of `b` (by the same rules), else None."""
+    """phash distance when `a` is a near duplicate candidate of `b` by the hash rules (its
+    own hashes, its mirror, and the views of `b`), else None."""
     best: int | None = None
     pairs = (
         (a.nd_phash, a.nd_dhash, b.nd_phash, b.nd_dhash),
@@ -118,7 +130,15 @@ def near_pair(a: Fingerprint, b: Fingerprint, distance: int, confirm_sum: int) -
         pd, dd = hamming(ph, other_ph), hamming(dh, other_dh)
         if is_near(pd, dd, distance, confirm_sum) and (best is None or pd < best):
             best = pd
+    if a.reduction and b.reduction:  # the verifier decides: the views widen the net
+        for view in b.views:
+            pd = min(hamming(a.nd_phash, view), hamming(a.nd_phash_flip, view))
+            if pd <= distance and (best is None or pd < best):
+                best = pd
     return best
+
+
+Verifier = Callable[[bytes, bytes, bool], Verdict]
 
 
 def classify_near(
@@ -126,33 +146,96 @@ def classify_near(
     history_matches: Sequence[NearMatch],
     distance: int,
     confirm_sum: int,
+    reductions: Mapping[int, bytes] | None = None,
+    verify: Verifier = compare,
 ) -> NearDedup:
     """Split new designs (unique bytes, not exact duplicates) into near duplicates of the
-    user's history, near duplicates of an earlier file in the batch, and the rest."""
-    confirmed = [
-        m
-        for m in history_matches
-        if is_near(m.distance, m.confirm - m.distance, distance, confirm_sum)
-    ]
-    best = best_matches(confirmed)
+    user's history, near duplicates of an earlier file in the batch, and the rest.
+
+    A candidate is a near duplicate only when the verifier agrees (it aligns the two
+    reductions and compares them); a stored design without a reduction (stored before
+    they existed and not yet backfilled) is judged by the hash rules alone, as before."""
+    reductions = reductions or {}
+    candidates: dict[int, list[NearMatch]] = {}
+    for m in history_matches:
+        candidates.setdefault(m.key, []).append(m)
     out = NearDedup()
     kept: list[Fingerprint] = []
     for key, fp in enumerate(fingerprints):
-        match = best.get(key)
+        match = _verified_history_match(
+            fp, candidates.get(key, []), distance, confirm_sum, reductions, verify, out
+        )
         if match is not None:
             out.near.append((fp, match))
+            out.why[fp.sha256] = match.why
             continue
         if not has_detail(fp):
             out.to_store.append(fp)  # not compared, and nothing is compared with it
             continue
-        twin = None
-        for earlier in kept:
-            d = near_pair(fp, earlier, distance, confirm_sum)
-            if d is not None and (twin is None or d < twin[1]):
-                twin = (earlier, d)
+        twin = _verified_twin(fp, kept, distance, confirm_sum, verify, out)
         if twin is not None:
             out.in_batch.append((fp, twin[0], twin[1]))
             continue
         kept.append(fp)
         out.to_store.append(fp)
     return out
+
+
+def _verified_history_match(
+    fp: Fingerprint,
+    matches: Sequence[NearMatch],
+    distance: int,
+    confirm_sum: int,
+    reductions: Mapping[int, bytes],
+    verify: Verifier,
+    out: NearDedup,
+) -> NearMatch | None:
+    ordered = sorted(matches, key=lambda m: (m.distance, m.confirm, m.design_id))
+    seen: set[int] = set()
+    for m in ordered:
+        if m.design_id in seen or m.distance > distance:
+            continue
+        seen.add(m.design_id)
+        stored = reductions.get(m.design_id)
+        if not stored or not fp.reduction:
+            if m.view == 0 and is_near(m.distance, m.confirm - m.distance, distance, confirm_sum):
+                return m  # no reduction to compare: the hash rules decide, as before
+            continue
+        if len(seen) > MAX_VERIFIED:
+            break
+        verdict = verify(fp.reduction, stored, m.flipped)
+        if verdict.same:
+            return replace(m, why=verdict.why)
+        out.turned_down.append((fp.path, f"design {m.design_id}", verdict.why))
+    return None
+
+
+def _verified_twin(
+    fp: Fingerprint,
+    kept: Sequence[Fingerprint],
+    distance: int,
+    confirm_sum: int,
+    verify: Verifier,
+    out: NearDedup,
+) -> tuple[Fingerprint, int] | None:
+    found = []
+    for earlier in kept:
+        d = near_pair(fp, earlier, distance, confirm_sum)
+        if d is not None:
+            found.append((d, earlier))
+    for d, earlier in sorted(found, key=lambda pair: pair[0])[:MAX_VERIFIED]:
+        if not (fp.reduction and earlier.reduction):
+            if d is not None and near_pair_plain(fp, earlier, distance, confirm_sum):
+                return earlier, d
+            continue
+        verdict = verify(fp.reduction, earlier.reduction, False)
+        if verdict.same:
+            out.why[fp.sha256] = verdict.why
+            return earlier, d
+        out.turned_down.append((fp.path, earlier.path, verdict.why))
+    return None
+
+
+def near_pair_plain(a: Fingerprint, b: Fingerprint, distance: int, confirm_sum: int) -> bool:
+    """The hash rules alone (no views): how designs without a reduction are judged."""
+    return near_pair(replace(a, reduction=b""), b, distance, confirm_sum) is not None

@@ -21,7 +21,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from designflow.catalog import ExistingDesign, NewDesign, RecordResult
@@ -66,7 +66,7 @@ def new_design_row(
         batch_id=batch_id, flow_run_id=run_id, nd_phash=fp.nd_phash, nd_dhash=fp.nd_dhash,
         near_duplicate_of=near.design_id if near else None,
         near_duplicate_of_sha256=near.twin_sha256 if near else None,
-        near_distance=near.distance if near else None,
+        near_distance=near.distance if near else None, views=fp.views, reduction=fp.reduction,
     )  # fmt: skip
 
 
@@ -107,19 +107,21 @@ class BatchIngest:
         near_confirm: int = 26,
         log: Callable[[str], None] = lambda message: None,
         batch_id: uuid.UUID | None = None,
+        debug: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.user_id = user_id
         self.run_id = uuid.UUID(upload_run_id) if upload_run_id else None
         self.batch_id = batch_id or uuid.uuid4()
         self.allow_near = allow_near_duplicates
         self.distance, self.confirm = near_distance, near_confirm
-        self.log = log
+        self.log, self.debug = log, debug
         self.report = BatchReport(batch_index=batch_index, batch_id=str(self.batch_id))
         self._fingerprints: list[Fingerprint] = []
         self._pending: dict[str, str] = {}  # path -> why it waits (files with no fate yet)
         self._in_batch: list[tuple[Fingerprint, Fingerprint]] = []
         self._near_in_batch: list[tuple[Fingerprint, Fingerprint, int]] = []
         self._near_of: dict[str, NearOf] = {}
+        self._near_why: dict[str, str] = {}  # what the verifier saw, by sha256
         self._to_store: list[Fingerprint] = []
         self._on_nas: list[Fingerprint] = []
         self._contested: list[NasUpload] = []
@@ -153,7 +155,10 @@ class BatchIngest:
         return near_queries(self._fingerprints)
 
     def looked_up(
-        self, existing: dict[str, ExistingDesign], matches: Sequence[NearMatch]
+        self,
+        existing: dict[str, ExistingDesign],
+        matches: Sequence[NearMatch],
+        reductions: Mapping[int, bytes] | None = None,
     ) -> list[NasUpload]:
         """The catalog's answers to the sha256s and to `all_near_queries`: exact and
         in-batch duplicates settled, then near ones among the rest; returns what to put on
@@ -167,7 +172,7 @@ class BatchIngest:
             key = position.get(id(self._fingerprints[match.key]))
             if key is not None:
                 still_open.append(replace(match, key=key))
-        return self.near(still_open)
+        return self.near(still_open, reductions)
 
     def known(self, existing: dict[str, ExistingDesign]) -> list[NearQuery]:
         """The catalog's designs with these sha256s: exact and in-batch duplicates are
@@ -181,9 +186,15 @@ class BatchIngest:
         self._to_store = dedup.to_store
         return near_queries(self._to_store)
 
-    def near(self, matches: Sequence[NearMatch]) -> list[NasUpload]:
-        """The user's designs that resemble the new ones; returns what to put on the NAS."""
-        near = classify_near(self._to_store, matches, self.distance, self.confirm)
+    def near(
+        self, matches: Sequence[NearMatch], reductions: Mapping[int, bytes] | None = None
+    ) -> list[NasUpload]:
+        """The user's designs that resemble the new ones (candidates the verifier agreed
+        with: `reductions` are the candidates'); returns what to put on the NAS."""
+        near = classify_near(self._to_store, matches, self.distance, self.confirm, reductions)
+        for file, candidate, why in near.turned_down:
+            self.debug(f"{file}: not a near duplicate of {candidate}: {why}")
+        self._near_why = near.why
         if self.allow_near:
             to_store = list(self._to_store)
             self._near_of.update(
@@ -199,8 +210,9 @@ class BatchIngest:
                 # match's content address says so.
                 same = posixpath.basename(m.nas_path).split(".")[0] == fp.sha256
                 self._settle_duplicate(
-                    fp, m.design_id, m.distance, "exact" if same else "near", m.nas_path
-                )
+                    fp, m.design_id, m.distance, "exact" if same else "near", m.nas_path,
+                    "" if same else m.why,
+                )  # fmt: skip
             self._near_in_batch = near.in_batch
         self._to_store = to_store
         self._dedup_ms = self._lap()
@@ -330,10 +342,10 @@ class BatchIngest:
         return elapsed
 
     def _settle_duplicate(
-        self, fp: Fingerprint, of: int, distance: int, kind: str, nas_path: str
+        self, fp: Fingerprint, of: int, distance: int, kind: str, nas_path: str, why: str = ""
     ) -> None:
         self._pending.pop(fp.path, None)
-        self.report.duplicates.append(DuplicateDesign(fp.path, of, distance, kind, nas_path))  # type: ignore[arg-type]
+        self.report.duplicates.append(DuplicateDesign(fp.path, of, distance, kind, nas_path, why))  # type: ignore[arg-type]
 
     def _follow(
         self,
@@ -346,7 +358,8 @@ class BatchIngest:
     ) -> None:
         """A copy (or near twin) of another file of the batch shares that file's fate."""
         if twin is not None:
-            self._settle_duplicate(copy, twin.design_id, distance, kind, twin.nas_path)
+            why = self._near_why.get(copy.sha256, "") if kind == "near" else ""
+            self._settle_duplicate(copy, twin.design_id, distance, kind, twin.nas_path, why)
             return
         self._pending.pop(copy.path, None)
         self.report.failed.append(

@@ -1,12 +1,15 @@
-"""Recompute near-duplicate hashes for designs stored before they existed (migration 0002
-gave those rows their plain phash/dhash as a stand-in), from the files on the NAS."""
+"""Recompute near-duplicate data for designs stored before it existed, from the files on
+the NAS: the trimmed hashes (migration 0002 gave those rows their plain phash/dhash as a
+stand-in), the views and the verifier's reduction (migration 0011)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from designflow.catalog import Catalog
 from designflow.images.fingerprint import RejectedDesign, fingerprint_bytes
+from designflow.ingest.service import new_design_row
 from designflow.settings import ImageLimits
 from designflow.storage.nas import Nas
 
@@ -26,7 +29,7 @@ def backfill_near_hashes(
         rows = [r for r in catalog.rows_to_backfill(batch) if r[0] not in seen]
         if not rows:
             return result
-        updates = []
+        updates, extras = [], []
         for design_id, _user, path in rows:
             seen.add(design_id)
             try:
@@ -35,4 +38,5 @@ def backfill_near_hashes(
                 result.missing.append(f"{path}: {exc}")
                 continue
             updates.append((design_id, fp.nd_phash, fp.nd_dhash))
-        result.updated += catalog.set_near_hashes(updates)
+            extras.append(new_design_row(fp, _user, uuid.uuid4(), None))
+        result.updated += catalog.set_near_hashes(updates, extras)

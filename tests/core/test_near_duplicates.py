@@ -22,6 +22,7 @@ from designflow.images.similarity import (
     radius_for,
     signed,
 )
+from designflow.images.views import VIEW_COUNT
 from designflow.ingest.dedup import classify_near, near_pair, near_queries
 from tests import images
 
@@ -212,7 +213,17 @@ def test_migration_adds_columns_without_losing_rows_and_backfill(
         nd, version = conn.execute(
             "SELECT nd_phash, nd_version FROM design_images WHERE id = %s", (row["id"],)
         ).fetchone()
-    assert (nd, version) == (fp.nd_phash, 1)
+        views = conn.execute(
+            "SELECT view, phash FROM design_views WHERE design_id = %s ORDER BY view", (row["id"],)
+        ).fetchall()
+        (reduction,) = conn.execute(
+            "SELECT image FROM design_reductions WHERE design_id = %s", (row["id"],)
+        ).fetchone()
+    # Migration 0011 adds views and the verifier's reduction; the backfill makes both.
+    assert (nd, version) == (fp.nd_phash, 2)
+    assert [h for _, h in views] == list(fp.views) and len(views) == VIEW_COUNT
+    assert bytes(reduction) == fp.reduction
+    assert catalog.rows_to_backfill() == []
 
 
 def test_plain_images_are_not_near_duplicates_of_each_other(tmp_path: Path) -> None:
@@ -250,6 +261,6 @@ def test_one_statement_per_batch_for_the_near_lookup(catalog: Catalog, monkeypat
     monkeypatch.setattr(psycopg.Cursor, "execute", counting_execute)
     found = catalog.find_near("erin", queries, T)
     assert {m.key for m in found} >= set(range(40))  # every planted neighbour found
-    # One query (plus the transaction's planner setting, which reads nothing).
-    assert [q for q in statements if "design_images" in q] == statements[-1:], statements
-    assert statements[:-1] == ["SET LOCAL enable_seqscan = off"]
+    # One statement: the designs' own hashes and their views together.
+    assert len(statements) == 1, statements
+    assert "design_images" in statements[0] and "design_views" in statements[0]
