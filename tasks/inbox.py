@@ -101,7 +101,7 @@ def file_swept(
             moved["quarantined"].append(move_quarantined(folder, name, reason))
             row(name, "quarantined", reason)
     for name in scan.outside:
-        reason = "symbolic link pointing outside the inbox"
+        reason = "symbolic link pointing outside the inbox or back at itself: not followed"
         moved["quarantined"].append(move_quarantined(folder, name, reason, link=True))
         row(name, "quarantined", reason)
     for entry in report.get("failed", []):

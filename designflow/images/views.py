@@ -23,7 +23,10 @@ VIEW_CROPS: tuple[tuple[float, float, float, float], ...] = (
     *(tuple(0.06 if side == cut else 0.0 for side in range(4)) for cut in range(4)),
     *(tuple(0.12 if side == cut else 0.0 for side in range(4)) for cut in range(4)),
     # Two adjacent sides (a corner kept): top-left, top-right, bottom-right, bottom-left.
-    (0.0, 0.0, 0.08, 0.08), (0.08, 0.0, 0.0, 0.08), (0.08, 0.08, 0.0, 0.0), (0.0, 0.08, 0.08, 0.0),
+    (0.0, 0.0, 0.08, 0.08),
+    (0.08, 0.0, 0.0, 0.08),
+    (0.08, 0.08, 0.0, 0.0),
+    (0.0, 0.08, 0.08, 0.0),
 )  # type: ignore[assignment]
 # Rotated both ways, then cut to the largest upright rectangle inside (what a straightened
 # scan or a rotated crop keeps); 2.5 degrees covers 0-3 degrees within the search distance.

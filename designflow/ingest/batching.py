@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,11 +56,25 @@ def collect_design_files(
                 unusable.extend(problems)
             elif path.exists():
                 files.append(CandidateFile(str(path), _size(path)))
+            elif path.is_symlink():
+                unusable.append(UnusablePath(str(path), _named_link_problem(path)))
             else:
                 unusable.append(UnusablePath(str(path), "no such file or folder"))
         except PermissionError:
             unusable.append(UnusablePath(str(path), "cannot read: permission denied"))
+        except (RuntimeError, OSError) as exc:  # whatever the file system says: one outcome
+            unusable.append(UnusablePath(str(path), _unresolvable(exc)))
     return files, unusable
+
+
+def _named_link_problem(path: Path) -> str:
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            return "symbolic link to a file that does not exist"
+        return _unresolvable(exc)
+    return "cannot read the link's target"
 
 
 def _locate(name: str, locate, unusable: list[UnusablePath]) -> RemoteLocation | Path | None:
@@ -114,18 +129,32 @@ def _walk_folder(folder: Path) -> tuple[list[CandidateFile], list[UnusablePath]]
         for name in sorted(names):
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            full = Path(root) / name
-            if full.is_symlink() and not full.resolve().is_relative_to(inside):
-                # A folder upload takes what is in the folder; a link out of it could read
-                # any file the worker can (another seller's, the worker's own).
-                problems.append(
-                    UnusablePath(
-                        str(full), f"symbolic link to a file outside {folder}: not followed"
-                    )
-                )
-                continue
-            found.append(CandidateFile(str(full), _size(full)))
+            entry = _folder_entry(Path(root) / name, inside, folder)
+            (found if isinstance(entry, CandidateFile) else problems).append(entry)  # type: ignore[arg-type]
     return found, problems
+
+
+def _folder_entry(full: Path, inside: Path, folder: Path) -> CandidateFile | UnusablePath:
+    """One file of a walked folder: taken, or refused with the reason (never an exception:
+    the rest of the folder goes on)."""
+    try:
+        if full.is_symlink() and not full.resolve().is_relative_to(inside):
+            # A folder upload takes what is in the folder; a link out of it could read any
+            # file the worker can (another seller's, the worker's own).
+            return UnusablePath(
+                str(full), f"symbolic link to a file outside {folder}: not followed"
+            )
+    except (RuntimeError, OSError) as exc:
+        # Python 3.11 raises RuntimeError("Symlink loop from ...") for a link to itself or
+        # a pair pointing at each other; later versions raise OSError(ELOOP).
+        return UnusablePath(str(full), _unresolvable(exc))
+    return CandidateFile(str(full), _size(full))
+
+
+def _unresolvable(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "symbolic link loop (it points back at itself): not followed"
+    return f"cannot resolve the link: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _size(path: Path) -> int:

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
-from designflow.storage.nas import Nas, NasEntry
+from designflow.storage.nas import Nas, NasEntry, links_inside
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -122,7 +122,7 @@ class LocalInboxFolder:
         root = self.folder.resolve()
         for path in _candidates(self.folder):
             try:
-                if path.is_symlink() and root not in path.resolve().parents:
+                if path.is_symlink() and not links_inside(path, root):
                     out.append(NasEntry(str(path), 0, 0.0, link_outside=True))
                     continue
                 info = path.stat()

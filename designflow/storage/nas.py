@@ -83,6 +83,15 @@ class PutResult:
     bytes: int
 
 
+def links_inside(link: Path, folder: Path) -> bool:
+    """Whether a symbolic link leads to a file inside `folder`; a loop (a link to itself,
+    two links to each other: RuntimeError on Python 3.11, ELOOP later) leads nowhere."""
+    try:
+        return link.resolve().is_relative_to(folder)
+    except (RuntimeError, OSError):
+        return False
+
+
 @dataclass(frozen=True)
 class NasEntry:
     """A file on the NAS as a listing sees it."""
@@ -247,7 +256,7 @@ class LocalNas:
                     continue
                 full = Path(dirpath) / name
                 rel = str(full.relative_to(root))
-                if full.is_symlink() and not full.resolve().is_relative_to(base):
+                if full.is_symlink() and not links_inside(full, base):
                     out.append(NasEntry(rel, 0, 0.0, link_outside=True))
                     continue
                 try:

@@ -50,3 +50,36 @@ def test_collect_walks_folders_and_reports_unusable(tmp_path: Path) -> None:
         "missing.png": "no such file or folder",
         "empty": "folder contains no design files",
     }
+
+
+def _loops(folder: Path) -> None:
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "ping.png").symlink_to("pong.png")
+    (folder / "pong.png").symlink_to("ping.png")
+
+
+def test_symlink_loops_in_a_folder_are_refused_and_the_rest_goes_on(tmp_path: Path) -> None:
+    """A link to itself and two links to each other: each gets a reason, the good file is
+    taken (Path.resolve raised RuntimeError on Python 3.11 and stopped the whole walk)."""
+    _loops(tmp_path)
+    (tmp_path / "good.png").write_bytes(b"x")
+    found, unusable = collect_design_files([tmp_path])
+    assert [Path(f.path).name for f in found] == ["good.png"]
+    assert {Path(u.path).name: u.reason for u in unusable} == {
+        name: "symbolic link loop (it points back at itself): not followed"
+        for name in ("self.png", "ping.png", "pong.png")
+    }
+
+
+def test_symlink_loops_named_directly_are_refused(tmp_path: Path) -> None:
+    _loops(tmp_path)
+    (tmp_path / "gone.png").symlink_to("nothing-here.png")
+    found, unusable = collect_design_files(
+        [tmp_path / "self.png", tmp_path / "ping.png", tmp_path / "gone.png"]
+    )
+    assert found == []
+    reasons = {Path(u.path).name: u.reason for u in unusable}
+    assert reasons["self.png"] == reasons["ping.png"] == (
+        "symbolic link loop (it points back at itself): not followed"
+    )
+    assert reasons["gone.png"] == "symbolic link to a file that does not exist"

@@ -106,6 +106,20 @@ def test_symlink_outside_inbox_is_quarantined_not_followed(designflow_env: Desig
     assert catalog.designs_of_user("vic") == []
 
 
+def test_symlink_loops_in_the_inbox_are_quarantined_and_the_rest_swept(
+    designflow_env: DesignflowEnv,
+) -> None:
+    folder = designflow_env.inputs / "inbox" / "lou"
+    folder.mkdir(parents=True)
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "ping.png").symlink_to("pong.png")
+    (folder / "pong.png").symlink_to("ping.png")
+    age(images.write_png(folder / "good.png", seed=931))
+    result = sweep_inbox(str(designflow_env.inputs / "inbox"), "lou", settle_seconds=0)
+    assert result["processed"] == ["good.png"]
+    assert sorted(result["quarantined"]) == ["ping.png", "pong.png", "self.png"]
+
+
 def test_sweep_all_users(designflow_env: DesignflowEnv) -> None:
     inbox = designflow_env.inputs / "inbox"
     for user, seed in (("wes", 940), ("xia", 941)):

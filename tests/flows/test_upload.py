@@ -211,3 +211,19 @@ def test_artifacts_show_outcomes(designflow_env: DesignflowEnv) -> None:
     }
     assert by_type["progress"][0].data == pytest.approx(100.0)
     assert any("stored: **2**" in a.data for a in by_type["markdown"])
+
+
+def test_symlink_loops_do_not_stop_an_upload(designflow_env: DesignflowEnv) -> None:
+    """A folder holding self.png -> self.png and ping.png <-> pong.png: the upload ends with
+    a report in which each loop is rejected and the good file is stored."""
+    folder = designflow_env.inputs / "loops"
+    folder.mkdir()
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "ping.png").symlink_to("pong.png")
+    (folder / "pong.png").symlink_to("ping.png")
+    images.write_png(folder / "good.png", seed=321)
+    report = upload_designs(paths=[str(folder)], user_id="lena")
+    assert [Path(s["file"]).name for s in report["stored"]] == ["good.png"]
+    rejected = {Path(r["file"]).name: r["reason"] for r in report["rejected"]}
+    assert set(rejected) == {"self.png", "ping.png", "pong.png"}
+    assert all("symbolic link loop" in reason for reason in rejected.values())
