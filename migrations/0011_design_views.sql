@@ -15,9 +15,9 @@ CREATE TABLE design_views (
     v2 integer GENERATED ALWAYS AS ((phash & 4194303)::integer) STORED,
     PRIMARY KEY (design_id, view)
 );
-CREATE INDEX design_views_v0_idx ON design_views (user_id, v0) INCLUDE (design_id, phash);
-CREATE INDEX design_views_v1_idx ON design_views (user_id, v1) INCLUDE (design_id, phash);
-CREATE INDEX design_views_v2_idx ON design_views (user_id, v2) INCLUDE (design_id, phash);
+CREATE INDEX design_views_v0_idx ON design_views (user_id, v0) INCLUDE (design_id, phash, view);
+CREATE INDEX design_views_v1_idx ON design_views (user_id, v1) INCLUDE (design_id, phash, view);
+CREATE INDEX design_views_v2_idx ON design_views (user_id, v2) INCLUDE (design_id, phash, view);
 
 -- The verifier's reduction: grey, at most 384 px on its longer side, PNG. Made once at
 -- upload from the decode the fingerprint already does; `designflow db backfill` makes it

@@ -102,14 +102,12 @@ class NearMatch:
 @dataclass(frozen=True)
 class ProbePlan:
     """The index lookups of a batch: one row per probe (query, chunk part, value, distance
-    limit) and the sorted values per part (parts 0-2: trimmed hash chunks, 3-5: plain phash
-    chunks, 6-8: the views' chunks)."""
+    limit); parts 0-2: trimmed hash chunks, 3-5: plain phash chunks, 6-8: the views' chunks."""
 
     query: list[int]
     part: list[int]
     value: list[int]
     limit: list[int]
-    values_by_part: list[list[int]]
 
 
 VIEW_PART_OFFSET = 6
@@ -128,22 +126,11 @@ def probe_plan(queries: Sequence[NearQuery], distance: int, view_distance: int) 
             for part, (chunk, bits) in enumerate(zip(chunks(q.phash), CHUNK_BITS, strict=True)):
                 values = np.bitwise_xor(np.asarray(_masks(bits, radius), np.int64), chunk)
                 block = np.empty((values.size, 4), np.int64)
-                block[:, 0], block[:, 1], block[:, 2], block[:, 3] = (
-                    index,
-                    offset + part,
-                    values,
-                    limit,
-                )
+                block[:, 0], block[:, 1], block[:, 3] = index, offset + part, limit
+                block[:, 2] = values
                 rows.append(block)
     table = np.concatenate(rows) if rows else np.empty((0, 4), np.int64)
-    by_part = [np.unique(table[table[:, 1] == part, 2]).tolist() for part in range(9)]
-    return ProbePlan(
-        table[:, 0].tolist(),
-        table[:, 1].tolist(),
-        table[:, 2].tolist(),
-        table[:, 3].tolist(),
-        by_part,
-    )
+    return ProbePlan(*(table[:, column].tolist() for column in range(4)))
 
 
 def is_near(phash_distance: int, dhash_distance: int, distance: int, confirm_sum: int) -> bool:

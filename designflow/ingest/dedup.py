@@ -102,10 +102,11 @@ def has_detail(fp: Fingerprint) -> bool:
 
 
 def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
-    """Three queries per design: its trimmed hash as it is and mirrored (copies on another
-    canvas, flipped copies; both also looked up among the stored designs' views: crops and
-    small rotations), and its plain hash (copies with additions such as a watermark, which
-    move the trimmed outline)."""
+    """Up to three queries per design: its trimmed hash as it is and mirrored (copies on
+    another canvas, flipped copies; both also looked up among the stored designs' views:
+    crops and small rotations), and its plain hash (copies with additions such as a
+    watermark, which move the trimmed outline) when trimming changed the design (a design
+    that fills its canvas would only ask the same hash again: a third of the lookup's time)."""
     out: list[NearQuery] = []
     for key, fp in enumerate(fingerprints):
         if not has_detail(fp):
@@ -113,7 +114,8 @@ def near_queries(fingerprints: Sequence[Fingerprint]) -> list[NearQuery]:
         sha = fp.sha256
         out.append(NearQuery(key, fp.nd_phash, fp.nd_dhash, False, TRIMMED, sha))
         out.append(NearQuery(key, fp.nd_phash_flip, fp.nd_dhash_flip, True, TRIMMED, sha))
-        out.append(NearQuery(key, fp.phash, fp.dhash, False, PLAIN, sha))
+        if (fp.phash, fp.dhash) != (fp.nd_phash, fp.nd_dhash):  # a border was trimmed
+            out.append(NearQuery(key, fp.phash, fp.dhash, False, PLAIN, sha))
     return out
 
 

@@ -79,7 +79,9 @@ def test_symlink_loops_named_directly_are_refused(tmp_path: Path) -> None:
     )
     assert found == []
     reasons = {Path(u.path).name: u.reason for u in unusable}
-    assert reasons["self.png"] == reasons["ping.png"] == (
-        "symbolic link loop (it points back at itself): not followed"
+    assert (
+        reasons["self.png"]
+        == reasons["ping.png"]
+        == ("symbolic link loop (it points back at itself): not followed")
     )
     assert reasons["gone.png"] == "symbolic link to a file that does not exist"

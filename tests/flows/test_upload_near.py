@@ -78,3 +78,32 @@ def test_inactive_designs_do_not_count(designflow_env: DesignflowEnv) -> None:
     Catalog(designflow_env.database_url).deactivate("quinn", [first["stored"][0]["design_id"]])
     report = upload_designs(paths=[str(flipped)], user_id="quinn")
     assert len(report["stored"]) == 1 and report["duplicates"] == []
+
+
+def test_crops_are_near_duplicates_and_other_words_are_new_designs(
+    designflow_env: DesignflowEnv,
+) -> None:
+    """The seller's view: a cropped copy is reported with what was seen; the same artwork
+    with another word is a product of its own and is stored."""
+    from designflow.testing import near_cases
+
+    spec = near_cases.spec(9105, size=(700, 840))
+    folder = designflow_env.inputs / "words"
+    folder.mkdir()
+    art = near_cases.render(spec)
+    (folder / "dog-mom.png").write_bytes(near_cases.png(art))
+    first = upload_designs(paths=[str(folder / "dog-mom.png")], user_id="wren")
+    (stored,) = first["stored"]
+    copy = near_cases.copies_of(art, ["crop 8% each side"])["crop 8% each side"]
+    (folder / "cropped.png").write_bytes(copy)
+    other = near_cases.variants(spec)["text: other words"]
+    (folder / "other-words.png").write_bytes(near_cases.png(near_cases.render(other)))
+
+    second = upload_designs(
+        paths=[str(folder / "cropped.png"), str(folder / "other-words.png")], user_id="wren"
+    )
+    (near,) = second["duplicates"]
+    assert Path(near["file"]).name == "cropped.png" and near["kind"] == "near"
+    assert near["duplicate_of"] == stored["design_id"]
+    assert near["why"].startswith("same artwork: cropped")
+    assert [Path(s["file"]).name for s in second["stored"]] == ["other-words.png"]
