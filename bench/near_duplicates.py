@@ -248,7 +248,10 @@ def search_benchmark(url: str, designs: int, runs: int) -> None:
     print(f"batch of 20 designs ({len(queries)} queries) against {designs:,} designs and "
           f"{designs * VIEW_COUNT:,} views, T = {T}; {len(truth)} true matches "
           f"({len(truth_own)} on the designs' own hashes)")  # fmt: skip
+    truth_views = truth - truth_own
     print(f"(a)  designflow, one statement      : {1000 * t_a:8.1f} ms/batch {1000 * t_a / 20:7.2f} ms/image  {recall(found_a, truth)}")  # fmt: skip
+    print(f"     own hashes (full radius): {recall(found_a & truth_own | (found_a - truth), truth_own)}; "
+          f"views (radius-1 probes): {recall(found_a & truth_views, truth_views)}")  # fmt: skip
     print(f"(a0) previous statement (no views)  : {1000 * t_a0:8.1f} ms/batch {1000 * t_a0 / 20:7.2f} ms/image  {recall(found_a0, truth_own)} (of own-hash matches)")  # fmt: skip
     print(f"(b)  PostgreSQL full scan (no views): {1000 * t_b:8.1f} ms/batch {1000 * t_b / 20:7.2f} ms/image  {recall(found_b, truth_own)} (of own-hash matches)")  # fmt: skip
     print(f"(d)  numpy brute force              : {1000 * t_d:8.1f} ms/batch {1000 * t_d / 20:7.2f} ms/image  (truth; holds {(own.nbytes + viewed.nbytes) / 1e6:.0f} MB of hashes)")  # fmt: skip

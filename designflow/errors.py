@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 import psycopg
+import psycopg.errors
 
 
 class PermanentError(Exception):
@@ -46,7 +47,10 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, psycopg.Error):
         # Connection trouble (server down or restarting, pool timeout) heals; a constraint
-        # or a data error does not.
+        # or a data error does not, nor does a full disk (SQLSTATE 53100, "could not extend
+        # file": an OperationalError too, which was retried 9 times over ~21 s).
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return False
         return isinstance(exc, psycopg.OperationalError)
     if isinstance(exc, OSError):
         return exc.errno not in PERMANENT_ERRNOS

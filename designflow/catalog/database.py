@@ -15,6 +15,10 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
+import psycopg.errors
+
+from designflow.errors import PermanentError
 
 
 def migrations_dir() -> Path:
@@ -27,6 +31,12 @@ def migrations_dir() -> Path:
 
 
 CONNECT_TIMEOUT_S = 10
+
+
+class CatalogDiskFull(PermanentError, psycopg.errors.DiskFull):
+    """The catalog's disk is full: no retry heals it; the message names the database."""
+
+
 # Any constant works; it only has to be the same for every designflow process.
 _MIGRATION_LOCK = 0x64657369676E
 
@@ -57,7 +67,27 @@ class Database:
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
         """A connection for one unit of work: committed when the block ends, rolled back
-        on an error."""
+        on an error. A full disk is said as such, naming the database (never the password)."""
+        try:
+            with self._connect() as conn:
+                yield conn
+        except psycopg.errors.DiskFull as exc:
+            raise CatalogDiskFull(
+                f"the catalog database {self.describe()} has no space left on its disk: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+
+    def describe(self) -> str:
+        """The database's name and server, for messages (no user or password)."""
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        except psycopg.ProgrammingError:
+            return "(unparsable address)"
+        where = info.get("host") or "localhost"
+        return f"{info.get('dbname') or info.get('user') or 'postgres'!r} on {where}"
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection]:
         if self._pool is None:
             with psycopg.connect(self._conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
                 yield conn

@@ -65,6 +65,9 @@ class BatchReport:
     rejected: list[RejectedFile] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Why the catalog could not be used after its retries ("" when it could): the run's
+    # later batches fail at once with it instead of spending the retries again.
+    unavailable: str = ""
 
     @property
     def files(self) -> int:

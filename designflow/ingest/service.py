@@ -315,10 +315,20 @@ class BatchIngest:
         """A catalog step failed after its retries: every file without a fate fails with
         the reason (the files already on the NAS are recorded by a re-run, or adopted by
         `designflow verify --repair`)."""
+        sent = {fp.path for fp in self._on_nas}
         for path in list(self._pending):
-            self.report.failed.append(FailedFile(path, reason))
+            why = reason
+            if path in sent:  # said, so that nobody mistakes it for lost or for stored
+                why = f"{reason}; on the NAS, not recorded: the next upload of it or `designflow verify --repair` adopts it"
+            self.report.failed.append(FailedFile(path, why))
         self._pending.clear()
+        self.report.unavailable = reason
         return self.finish()
+
+    def skipped(self, reason: str) -> BatchReport:
+        """The run already knows the catalog is down (an earlier batch spent the retries):
+        every fingerprinted file fails at once with that reason."""
+        return self.unavailable(reason)
 
     def finish(self) -> BatchReport:
         timings = {

@@ -150,3 +150,21 @@ def test_planner_statistics_follow_a_table_growing_within_an_upload(catalog: Cat
     # 40 rows changed since: analysed again (at the second or third batch, as the server's
     # change counts come in), so the planner knows the seller has designs.
     assert planner_rows() in (40, 60)
+
+
+def test_a_full_catalog_disk_fails_at_once_naming_the_database(catalog) -> None:
+    """PostgreSQL's "could not extend file" (SQLSTATE 53100) is not retried and says which
+    database is full; the address's password never appears."""
+    from designflow.catalog.database import CatalogDiskFull
+    from designflow.errors import is_transient
+
+    with pytest.raises(CatalogDiskFull) as caught:
+        with catalog.connect() as conn:
+            conn.execute(
+                "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '53100',"
+                " MESSAGE = 'could not extend file \"base/5/1259\": No space left on device'; END $$"
+            )
+    message = str(caught.value)
+    assert message.startswith("the catalog database ") and "no space left on its disk" in message
+    assert "could not extend file" in message
+    assert not is_transient(caught.value)
