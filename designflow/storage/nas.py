@@ -7,9 +7,11 @@ retried upload of the same content is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import posixpath
 import re
 import uuid
 from dataclasses import dataclass
@@ -31,6 +33,17 @@ class NasError(Exception):
 
 class NasFullError(NasError, PermanentError):
     """The NAS disk (or the seller's quota) is full: retrying sends the same bytes into it."""
+
+
+class NasPermissionError(NasError, PermanentError):
+    """The NAS refused to let us write there (permissions, a read-only share)."""
+
+
+def refused_write(dest: str, exc: OSError) -> NasPermissionError:
+    """The operation and the NAS folder, in one line: "cannot write users/x/designs/ab/:
+    permission denied" (the bare PermissionError named neither)."""
+    why = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+    return NasPermissionError(f"cannot write {posixpath.dirname(dest)}/: {why}")
 
 
 class SourceChangedError(PermanentError):
@@ -195,18 +208,23 @@ class LocalNas:
         source_size = os.stat(source).st_size
         if final.exists() and final.stat().st_size == source_size:
             return PutResult(dest, written=False, bytes=source_size)
-        final.parent.mkdir(parents=True, exist_ok=True)
         temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as src, open(temp, "wb") as dst:
                 size = copy_verified(src, dst, str(source), expected_sha256)
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(temp, final)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NasFullError(f"{dest}: the NAS disk is full ({exc.strerror})") from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename != str(
+                source
+            ):
+                raise refused_write(dest, exc) from None
             raise
         except BaseException:
             temp.unlink(missing_ok=True)

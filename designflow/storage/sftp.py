@@ -34,6 +34,7 @@ from designflow.storage.nas import (
     SourceUnreadable,
     copy_verified,
     fetch_checked,
+    refused_write,
 )
 
 # Fastest first; a cipher the server does not offer is simply not negotiated.
@@ -375,7 +376,15 @@ class SftpNas:
         raise AssertionError("unreachable")
 
     def put_file(self, source, dest: str, expected_sha256: str) -> PutResult:
-        return self._on_live_connection(lambda conn: self._put(conn, source, dest, expected_sha256))
+        def put(conn: _Connection) -> PutResult:
+            try:
+                return self._put(conn, source, dest, expected_sha256)
+            except PermissionError as exc:  # the server's SFTP_PERMISSION_DENIED
+                if exc.filename == str(source):
+                    raise
+                raise refused_write(dest, exc) from None
+
+        return self._on_live_connection(put)
 
     def _put(self, conn: _Connection, source, dest: str, expected_sha256: str) -> PutResult:
         sftp = conn.sftp

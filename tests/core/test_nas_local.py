@@ -118,3 +118,22 @@ def test_nas_from_url(tmp_path: Path) -> None:
     assert isinstance(nas_from_url(f"file://{tmp_path}"), LocalNas)
     with pytest.raises(NasError, match="unsupported"):
         nas_from_url("ftp://example.invalid/x")
+
+
+def test_a_nas_folder_that_refuses_writes_is_named(tmp_path: Path) -> None:
+    """Writes refused (a read-only share here; permissions taken away behave the same): the
+    error names the operation and the NAS folder, and no retry is asked for."""
+    import subprocess
+
+    from designflow.errors import is_transient
+
+    src = tmp_path / "in.png"
+    src.write_bytes(b"design bytes")
+    digest = sha(src.read_bytes())
+    dest = design_path("ro", digest, "png")
+    with tmpfs(tmp_path / "ro-nas", "1m") as root:
+        subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+        with pytest.raises(NasError) as caught:
+            LocalNas(root).put_file(src, dest, digest)
+    assert str(caught.value) == f"cannot write {os.path.dirname(dest)}/: read-only file system"
+    assert not is_transient(caught.value)
