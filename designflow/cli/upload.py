@@ -109,6 +109,11 @@ def _progress_bar(enabled: bool):
             unsubscribe()
 
 
+def duplicate_line(d: dict) -> str:
+    line = f"  duplicate  {d['file']} -> {d['kind']} copy of design {d['duplicate_of']} (distance {d['distance']})"
+    return line + (f": {d['why']}" if d.get("why") else "")
+
+
 def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print_json(report)
@@ -118,10 +123,7 @@ def print_report(report: dict, as_json: bool) -> None:
     for s in report["stored"]:
         out(f"  stored     {s['file']} -> design {s['design_id']} at {s['nas_path']}")
     for d in report["duplicates"]:
-        out(
-            f"  duplicate  {d['file']} -> {d['kind']} copy of design {d['duplicate_of']} (distance {d['distance']})"
-            + (f": {d['why']}" if d.get("why") else "")
-        )
+        out(duplicate_line(d))
     for r in report["rejected"]:
         out(f"  rejected   {r['file']}: {r['reason']}")
     for f in report.get("failed", []):

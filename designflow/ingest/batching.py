@@ -46,25 +46,29 @@ def collect_design_files(
             if where is None:
                 continue
             raw = where
-        path = Path(raw)
-        try:
-            if path.is_dir():
-                found, problems = _walk_folder(path)
-                if not found and not problems:
-                    unusable.append(UnusablePath(str(path), "folder contains no design files"))
-                files.extend(found)
-                unusable.extend(problems)
-            elif path.exists():
-                files.append(CandidateFile(str(path), _size(path)))
-            elif path.is_symlink():
-                unusable.append(UnusablePath(str(path), _named_link_problem(path)))
-            else:
-                unusable.append(UnusablePath(str(path), "no such file or folder"))
-        except PermissionError:
-            unusable.append(UnusablePath(str(path), "cannot read: permission denied"))
-        except (RuntimeError, OSError) as exc:  # whatever the file system says: one outcome
-            unusable.append(UnusablePath(str(path), _unresolvable(exc)))
+        found, problems = _collect_local(Path(raw))
+        files.extend(found)
+        unusable.extend(problems)
     return files, unusable
+
+
+def _collect_local(path: Path) -> tuple[list[CandidateFile], list[UnusablePath]]:
+    """A local file or folder named by the seller: its files, or why it cannot be used."""
+    try:
+        if path.is_dir():
+            found, problems = _walk_folder(path)
+            if not found and not problems:
+                problems = [UnusablePath(str(path), "folder contains no design files")]
+            return found, problems
+        if path.exists():
+            return [CandidateFile(str(path), _size(path))], []
+        if path.is_symlink():
+            return [], [UnusablePath(str(path), _named_link_problem(path))]
+        return [], [UnusablePath(str(path), "no such file or folder")]
+    except PermissionError:
+        return [], [UnusablePath(str(path), "cannot read: permission denied")]
+    except (RuntimeError, OSError) as exc:  # whatever the file system says: one outcome
+        return [], [UnusablePath(str(path), _unresolvable(exc))]
 
 
 def _named_link_problem(path: Path) -> str:
