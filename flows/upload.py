@@ -173,7 +173,11 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
             ahead = [
                 ahead_runner.submit(
                     fingerprint_files_in_threads,
-                    parameters={"paths": [f.path for f in batch], "staging": staging},
+                    parameters={
+                        "paths": [f.path for f in batch],
+                        "staging": staging,
+                        "user_id": user_id,
+                    },
                 )
                 for batch in batches
             ]

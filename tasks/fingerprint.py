@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.report import FailedFile, RejectedFile
-from designflow.ingest.sources import fingerprint_source
+from designflow.ingest.sources import fingerprint_source, local_sha256
 from designflow.settings import ImageLimits
 from designflow.tasks.resources import current, current_settings
 
@@ -37,9 +37,9 @@ def fingerprint_file(
 
 
 def fingerprint_one(
-    path: str, limits: ImageLimits, staging: str | None
+    path: str, limits: ImageLimits, staging: str | None, known: frozenset[str] = frozenset()
 ) -> Fingerprint | RejectedFile | FailedFile:
-    return fingerprint_source(path, limits, staging, current().locate)
+    return fingerprint_source(path, limits, staging, current().locate, known.__contains__)
 
 
 def _batch_run_name() -> str:
@@ -60,12 +60,29 @@ def _batch_run_name() -> str:
     persist_result=False,
 )  # fmt: skip
 def fingerprint_files_in_threads(
-    paths: list[str], staging: str | None = None
+    paths: list[str], staging: str | None = None, user_id: str | None = None
 ) -> list[Fingerprint | RejectedFile | FailedFile]:
     limits = current_settings().limits
     with fingerprint_threads() as pool:
-        futures = [pool.submit(fingerprint_one, path, limits, staging) for path in paths]
+        known = known_contents(pool, paths, user_id) if user_id else frozenset()
+        futures = [pool.submit(fingerprint_one, path, limits, staging, known) for path in paths]
         return [future.result() for future in futures]
+
+
+def known_contents(pool: ThreadPoolExecutor, paths: list[str], user_id: str) -> frozenset[str]:
+    """Known bytes first: the sha256s among these local files that the seller already has,
+    one catalog lookup for the batch, so that those files are not decoded. A re-synced
+    folder of 50 designs of 4500x5400 decoded every file again (0.93x the first upload's
+    time); hashing reads ~1 GB/s, decoding ~30 MB/s. A lookup that fails decodes them all
+    (the batch's own lookup reports the catalog)."""
+    digests = [d for d in pool.map(local_sha256, paths) if d]
+    if not digests:
+        return frozenset()
+    try:
+        return frozenset(current().catalog().find_by_sha256(user_id, sorted(set(digests))))
+    except Exception as exc:  # an optimisation only: the batch's own lookup retries
+        get_run_logger().debug("known-bytes lookup skipped: %s", exc)
+        return frozenset()
 
 
 FINGERPRINT_THREADS = 4

@@ -80,6 +80,9 @@ class Fingerprint:
     # A source read from the NAS is kept on the worker's disk for the run: the local copy
     # the upload sends (`path` keeps the name the seller gave). Empty for local files.
     local_copy: str = ""
+    # False for a file whose bytes the seller already had when it was read: only its sha256
+    # and size are known (it was not decoded: known bytes first).
+    decoded: bool = True
 
     @property
     def extension(self) -> str:
@@ -87,7 +90,7 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for internal in ("local_copy", "views", "reduction"):
+        for internal in ("local_copy", "views", "reduction", "decoded"):
             out.pop(internal)
         for key in (
             "phash",
@@ -143,6 +146,14 @@ def fingerprint_design(
     limits = limits or ImageLimits()
     data = read_design_bytes(path, limits)
     return fingerprint_bytes(data, path, limits)
+
+
+def known_content(path: str | os.PathLike[str], sha256: str, size: int) -> Fingerprint:
+    """A file whose bytes the seller already has: it needs no decode, only its address."""
+    return Fingerprint(
+        path=str(path), name=Path(path).name, sha256=sha256, bytes=size, format="", width=0,
+        height=0, phash=0, ahash=0, dhash=0, whash=0, decoded=False,
+    )  # fmt: skip
 
 
 def fingerprint_bytes(

@@ -183,7 +183,14 @@ class BatchIngest:
         for fp, match in dedup.earlier_batch:
             self._settle_duplicate(fp, match.id, 0, "in-batch", match.nas_path)
         self._in_batch = dedup.in_batch
-        self._to_store = dedup.to_store
+        # Known when it was read, gone by the lookup (deleted meanwhile): never stored with
+        # the empty hashes of a file that was not decoded.
+        for fp in [fp for fp in dedup.to_store if not fp.decoded]:
+            self._pending.pop(fp.path, None)
+            self.report.failed.append(
+                FailedFile(fp.path, "its design was removed during the upload: upload it again")
+            )
+        self._to_store = [fp for fp in dedup.to_store if fp.decoded]
         return near_queries(self._to_store)
 
     def near(

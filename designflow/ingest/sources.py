@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from designflow.images.fingerprint import Fingerprint, RejectedDesign, fingerprint_design
+from designflow.images.fingerprint import (
+    Fingerprint,
+    RejectedDesign,
+    fingerprint_bytes,
+    fingerprint_design,
+    known_content,
+    read_design_bytes,
+)
 from designflow.ingest.report import FailedFile, RejectedFile
 from designflow.settings import ImageLimits
 from designflow.storage.nas import Nas, NasError, SourceUnreadable
@@ -88,9 +95,11 @@ def fingerprint_source(
     limits: ImageLimits,
     staging: str | None,
     locate: Callable[[str], RemoteLocation | Path],
+    known: Callable[[str], bool] | None = None,
 ) -> Fingerprint | RejectedFile | FailedFile:
     """A local file's fingerprint, or a NAS source's (read once into `staging`); a file that
-    cannot be used is a RejectedFile with the reason."""
+    cannot be used is a RejectedFile with the reason. `known(sha256)`: whether the seller
+    already has these bytes; such a file is not decoded (`decoded` False)."""
     if is_remote(path):
         if staging is None:
             return RejectedFile(path, "nas: and sftp:// sources need a staging folder")
@@ -102,9 +111,26 @@ def fingerprint_source(
             return fingerprint_remote(path, where, Path(staging), limits)
         path = str(where)  # a local-folder NAS
     try:
-        return fingerprint_design(path, limits)
+        data = read_design_bytes(path, limits)
+        if known is not None:
+            sha256 = hashlib.sha256(data).hexdigest()
+            if known(sha256):
+                return known_content(path, sha256, len(data))
+        return fingerprint_bytes(data, path, limits)
     except RejectedDesign as exc:
         return RejectedFile(path, exc.reason)
+
+
+def local_sha256(path: str) -> str | None:
+    """The sha256 of a local file's bytes, streamed (nothing kept), or None when it is not a
+    readable local file (its fingerprint says why)."""
+    if is_remote(path):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except (OSError, ValueError):
+        return None
 
 
 def discard_staging(staging: Path) -> None:

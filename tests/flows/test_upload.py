@@ -227,3 +227,26 @@ def test_symlink_loops_do_not_stop_an_upload(designflow_env: DesignflowEnv) -> N
     rejected = {Path(r["file"]).name: r["reason"] for r in report["rejected"]}
     assert set(rejected) == {"self.png", "ping.png", "pong.png"}
     assert all("symbolic link loop" in reason for reason in rejected.values())
+
+
+def test_known_bytes_are_not_decoded_again(designflow_env: DesignflowEnv, monkeypatch) -> None:
+    """A re-synced folder: the files the seller already has are reported as exact copies
+    without being decoded; only the new one is."""
+    import designflow.ingest.sources as sources
+
+    folder = designflow_env.inputs / "resync"
+    good_designs(folder, 5)
+    upload_designs(paths=[str(folder)], user_id="rena")
+    images.write_png(folder / "new.png", seed=4242)
+    decoded: list[str] = []
+    real = sources.fingerprint_bytes
+
+    def counting(data, path, limits=None):
+        decoded.append(Path(path).name)
+        return real(data, path, limits)
+
+    monkeypatch.setattr(sources, "fingerprint_bytes", counting)
+    second = upload_designs(paths=[str(folder)], user_id="rena")
+    assert decoded == ["new.png"]
+    assert sorted(d["kind"] for d in second["duplicates"]) == ["exact"] * 5
+    assert [Path(s["file"]).name for s in second["stored"]] == ["new.png"]
