@@ -18,6 +18,11 @@ class PermanentError(Exception):
     """Mixed into errors that no retry can heal."""
 
 
+class TransientError(Exception):
+    """Base of errors that a later attempt may heal (a NAS connection that dropped); a
+    subclass that is also a PermanentError (a full NAS disk) is not retried."""
+
+
 # OSError numbers that say "this will not work however often you try".
 PERMANENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG,
@@ -54,12 +59,7 @@ def is_transient(exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError)
     if isinstance(exc, OSError):
         return exc.errno not in PERMANENT_ERRNOS
-    from designflow.etsy.client import EtsyError
-    from designflow.storage.nas import NasError
-
-    if isinstance(exc, EtsyError):
-        return False  # the Etsy client already retried 429, 5xx and dropped connections
-    if isinstance(exc, NasError | EOFError | ConnectionError | TimeoutError):
+    if isinstance(exc, TransientError | EOFError | ConnectionError | TimeoutError):
         return True
     import paramiko
 

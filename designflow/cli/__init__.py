@@ -19,6 +19,26 @@ from typer.exceptions import TyperException
 from designflow.cli import catalog, etsy, runs, server, sweep, templates, trigger, upload  # noqa: F401  (registers)
 from designflow.cli.app import app, err
 
+# Help panels, each sorted by name: what a seller runs, what an operator runs.
+_PANELS = {
+    "Designs": ("upload", "sweep", "status", "report", "verify", "fingerprint", "publish"),
+    "Running the service": ("server", "deploy", "worker", "serve", "trigger"),
+}
+
+
+def _command_name(command) -> str:
+    return command.name or command.callback.__name__.replace("_", "-")
+
+
+for _command in app.registered_commands:
+    _command.rich_help_panel = next(
+        (panel for panel, names in _PANELS.items() if _command_name(_command) in names), "More"
+    )
+app.registered_commands.sort(key=lambda c: (list(_PANELS).index(c.rich_help_panel)
+                             if c.rich_help_panel in _PANELS else 9, _command_name(c)))  # fmt: skip
+for _group in app.registered_groups:
+    _group.rich_help_panel = "Catalog, templates and Etsy"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else None

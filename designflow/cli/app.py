@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -13,10 +14,28 @@ app = typer.Typer(
     name="designflow",
     help="Design files from upload to store: fingerprint, dedup, NAS, catalog, mockups, Etsy.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out(f"designflow {version('designflow')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Design files from upload to store: fingerprint, dedup, NAS, catalog, mockups, Etsy."""
+
+
 # Logs and messages go to stderr; stdout carries only what a script reads (--json).
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -53,11 +72,22 @@ def guard_children() -> None:
         _watchdog = watchdog.start()
 
 
+class _QuietWatchdogHook(logging.Filter):
+    """Prefect logs every hook it runs at INFO: "Running hook 'register_with_watchdog'" on
+    every run of every command said nothing a seller can use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'register_with_watchdog'" not in record.getMessage()
+
+
 def watched(flow):
     """The flow, its runs registered with this command's watchdog as they start: if the
     command is killed, the watchdog sets them Crashed (designflow.ops.watchdog)."""
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _QuietWatchdogHook) for f in flow_runs.filters):
+        flow_runs.addFilter(_QuietWatchdogHook())
 
-    def register(_flow, flow_run, _state) -> None:
+    def register_with_watchdog(_flow, flow_run, _state) -> None:
         from prefect.client.orchestration import get_client
 
         from designflow.ops.watchdog import register_run
@@ -65,4 +95,4 @@ def watched(flow):
         with get_client(sync_client=True) as client:
             register_run(str(flow_run.id), str(client.api_url))
 
-    return flow.with_options(on_running=[register])
+    return flow.with_options(on_running=[register_with_watchdog])

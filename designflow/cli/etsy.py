@@ -90,8 +90,8 @@ def stub(
 
 
 etsy.command("stub")(stub)
-# `designflow etsy-stub` is the same command, under the name the docs use.
-app.command("etsy-stub")(stub)
+# `designflow etsy-stub`: the older name of `designflow etsy stub`, kept working but hidden.
+app.command("etsy-stub", hidden=True)(stub)
 
 
 @app.command()

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from designflow.errors import PermanentError
+
 # Etsy's cap on images per listing: the spec's image_ids "can include up to 20".
 MAX_LISTING_IMAGES = 20
 # Listing fields that updateListing does not take: they change through the inventory.
@@ -34,8 +36,9 @@ KNOWN_FIELDS = (
 REFRESH_MARGIN_S = 60.0
 
 
-class EtsyError(RuntimeError):
-    """Base of every error the client raises; messages carry no credentials."""
+class EtsyError(PermanentError, RuntimeError):
+    """Base of every error the client raises; messages carry no credentials. Not retried
+    by the tasks: the client itself already retried 429, 5xx and dropped connections."""
 
 
 class EtsyAuthError(EtsyError):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
-from designflow.errors import PermanentError
+from designflow.errors import PermanentError, TransientError
 from designflow.settings import Settings
 
 CHUNK = 1024 * 1024
@@ -27,7 +27,7 @@ USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 
-class NasError(Exception):
+class NasError(TransientError):
     """The NAS refused or failed an operation (worth a retry when it is a connection error)."""
 
 
