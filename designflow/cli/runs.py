@@ -112,9 +112,12 @@ def serve(
 @app.command()
 def status(
     run_id: str = typer.Argument(..., help="flow run id"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the state, tasks and result as JSON."
+    ),
 ) -> int:
-    """State of a flow run, its tasks and its result."""
+    """State of a flow run, its tasks and its result. Exit code 1 when the run failed,
+    crashed or was cancelled."""
     import uuid
 
     try:
@@ -123,17 +126,24 @@ def status(
         return fail(f"not a run id: {run_id!r}")
     with contextlib.redirect_stdout(sys.stderr):
         info = _run_status(run_uuid)
+    code = 1 if str(info["state"]) in ("Failed", "Crashed", "Cancelled", "TimedOut") else 0
     if as_json:
         print_json(info)
-        return 0
+        return code
     out(f"run {info['name']} ({info['flow_run_id']}): {info['state']}  queue {info['queue']}")
     if info["message"]:
         out(f"  {info['message']}")
     for task_name, state in info["tasks"]:
         out(f"  task {task_name}: {state}")
-    if info["result"] is not None:
-        out(f"  result: {json.dumps(info['result'], default=str)[:2000]}")
-    return 0
+    result = info["result"]
+    if isinstance(result, dict) and "counts" in result:
+        from designflow.cli.upload import print_report
+
+        out("  result: the upload's report")
+        print_report(result, as_json=False)  # one line per file (--json for the raw result)
+    elif result is not None:
+        out(f"  result: {json.dumps(result, default=str)[:2000]}")
+    return code
 
 
 def _run_status(run_id) -> dict:

@@ -78,6 +78,10 @@ def test_upload_with_failed_files_exits_1(
     assert code == 1
     assert [f["file"] for f in report["failed"]] == [str(path)]
     assert report["counts"]["failed"] == 1 and report["stored"] == []
+    # `designflow status` of that run: Failed, exit 1, the report's failed file named.
+    assert main(["status", report["flow_run_id"]]) == 1
+    shown = capsys.readouterr().out
+    assert ": Failed" in shown and f"failed     {path}" in shown
 
 
 def test_upload_human_summary(designflow_env: DesignflowEnv, capsys) -> None:
