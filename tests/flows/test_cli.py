@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,9 @@ REPORT_FIELDS = {
     "flow_run_id": str, "stored": list, "duplicates": list, "rejected": list, "failed": list,
     "user_id": str, "batches": int, "counts": dict, "timings_ms": dict,
 }  # fmt: skip
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
@@ -138,3 +142,49 @@ def test_real_process_on_temporary_prefect_server(
     assert "temporary server" in run.stderr  # no PREFECT_API_URL: Prefect's ephemeral server
     # The run's result is kept under DESIGNFLOW_HOME (for `designflow status` and the UI).
     assert [p for p in (designflow_env.home / "results").iterdir() if p.is_file()]
+
+
+def test_the_readme_first_command_on_embedded_defaults(tmp_path: Path) -> None:
+    """The README's first command as a new user runs it: the installed `designflow`, a fresh
+    HOME and DESIGNFLOW_HOME, no database URL (the embedded PostgreSQL), no NAS URL (a local
+    folder), no Prefect API (the temporary server), the shipped examples. Then the same
+    command again: every file an exact duplicate, nothing new on the NAS."""
+    command = shutil.which("designflow")
+    assert command, "the installed designflow command is not on PATH"
+    home = tmp_path / "user-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DESIGNFLOW_"))}
+    env.update(HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    examples = ROOT / "examples" / "designs"
+    shipped = sorted(p for p in examples.iterdir() if p.is_file())
+    try:
+        first = subprocess.run(
+            [command, "upload", str(examples), "--user", "demo", "--json"],
+            env=env, cwd=home, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr[-3000:]
+        report = json.loads(first.stdout)
+        assert sorted(s["file"] for s in report["stored"]) == [str(p) for p in shipped]
+        designflow_home = home / ".designflow"
+        nas_files = sorted(
+            p for p in designflow_home.rglob("users/demo/designs/*/*") if p.is_file()
+        )
+        assert len(nas_files) == len(shipped)
+
+        again = subprocess.run(
+            [command, "upload", str(examples), "--user", "demo", "--json"],
+            env=env, cwd=home, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        second = json.loads(again.stdout)
+        assert second["stored"] == [] and [d["kind"] for d in second["duplicates"]] == [
+            "exact"
+        ] * len(shipped)
+        ids = {s["file"]: s["design_id"] for s in report["stored"]}
+        assert {d["file"]: d["duplicate_of"] for d in second["duplicates"]} == ids
+        assert (
+            sorted(p for p in designflow_home.rglob("users/demo/designs/*/*") if p.is_file())
+            == nas_files
+        )
+    finally:
+        subprocess.run([command, "db", "stop"], env=env, cwd=home, capture_output=True, timeout=120)
