@@ -4,7 +4,8 @@ before any decoder inflates them."""
 
 from __future__ import annotations
 
-import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,21 @@ def test_metadata_bombs_are_refused_with_that_reason(
     path = images.png_with_metadata(
         tmp_path / "bomb.png", 12, kind, keyword, inflated, compressible=True
     )
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(RejectedDesign) as refused:
         fingerprint_design(path)
     assert "metadata decompression bomb" in refused.value.reason
     assert kind.decode() in refused.value.reason
-    # inflated and discarded in steps: the process did not grow by the payload
-    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 128
+    # Inflated and discarded in steps: a fresh process, whose peak no earlier test raised,
+    # grows by far less than the payload while it refuses the file.
+    probe = (
+        "import resource, sys\n"
+        "from designflow.images.fingerprint import RejectedDesign, fingerprint_design\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    fingerprint_design(sys.argv[1])\nexcept RejectedDesign:\n    pass\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    grown = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert grown.returncode == 0, grown.stderr
+    assert int(grown.stdout) < 128, f"the refusing process grew by {grown.stdout.strip()} MB"

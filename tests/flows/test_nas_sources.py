@@ -84,9 +84,16 @@ def test_a_source_that_vanishes_before_it_is_read_is_rejected(sftp_env) -> None:
     from designflow.tasks.resources import current
 
     env, server = sftp_env
+    (server.root / "in").mkdir(exist_ok=True)
+    images.write_png(server.root / "in" / "soon-gone.png", seed=911)
+    folder = current().locate("nas:in")
+    listed = [e.path for e in folder.nas.entries(folder.path)]
+    assert "in/soon-gone.png" in listed  # listed while it was there
+    (server.root / "in" / "soon-gone.png").unlink()  # gone between the listing and the read
     where = current().locate("nas:in/soon-gone.png")
     with pytest.raises(SourceUnreadable, match="vanished before it could be read"):
         where.nas.fetch(where.path, env.home / "x.png", 10**9)
+    assert not (env.home / "x.png").exists()
 
 
 def test_a_source_that_changes_while_read_is_rejected(tmp_path: Path) -> None:
