@@ -145,17 +145,24 @@ def test_writer_pausing_longer_than_the_gap_between_sweeps_is_stored(
     target = folder / "slow.png"
     target.write_bytes(whole[: len(whole) // 2])
     (folder / "empty.png").touch()
-    settle = 4.0
+    # The writer's pause is shorter than the settle time and longer than the gap between
+    # two sweeps: a settle time far above what two sweeps take even on a busy machine, so
+    # the test does not depend on the sweeps' speed (a 4 s window did).
+    settle = 120.0
+    written = time.monotonic()
     looks = [sweep_inbox(str(inbox), "yan", settle_seconds=settle)]
     looks.append(sweep_inbox(str(inbox), "yan", settle_seconds=settle))  # the pause goes on
+    assert time.monotonic() - written < settle  # both looks fell inside the pause
     for look in looks:
         assert look["processed"] == look["quarantined"] == []
         assert look["waiting"] == ["empty.png", "slow.png"]
     with target.open("ab") as rest:  # the writer wakes up and finishes
         rest.write(whole[len(whole) // 2 :])
+    settle = 1.0  # now each file counts as complete once it rests 1 s: no waiting on the clock
     deadline = time.monotonic() + 60
     while not (folder / "processed" / "slow.png").exists():
         assert time.monotonic() < deadline, looks[-1]
+        time.sleep(settle)
         looks.append(sweep_inbox(str(inbox), "yan", settle_seconds=settle))
         assert looks[-1]["quarantined"] in ([], ["empty.png"]), looks[-1]
     assert (folder / "processed" / "slow.png").read_bytes() == whole
