@@ -13,7 +13,13 @@ import psycopg
 from psycopg import sql
 
 from designflow.catalog.database import Database
-from designflow.images.similarity import NearMatch, NearQuery, probe_plan, radius_for
+from designflow.images.similarity import (
+    TRIMMED,
+    VIEW_PROBE_RADIUS,
+    NearMatch,
+    NearQuery,
+    radius_for,
+)
 
 
 @dataclass(frozen=True)
@@ -272,20 +278,15 @@ class DesignRepository(Database):
         queries are also looked up among the designs' views (crops, cut sides, small
         rotations) within `view_distance` bits.
 
-        The probes (each query chunk XOR every mask of up to its radius) are made here
-        and sent as arrays; each is one index lookup."""
+        The probes (each query chunk XOR every mask of up to its radius) are made inside
+        PostgreSQL, so the statement carries only the queries; each probe is one index
+        lookup (sending ~48,000 probes per batch from here cost ~0.1 s more, bench)."""
         if not queries:
             return []
         view_distance = distance if view_distance is None else view_distance
         if max(radius_for(distance), radius_for(view_distance)) > 3:
             raise ValueError(f"near-duplicate distance {distance} is too large (at most 11)")
-        plan = probe_plan(queries, distance, view_distance)
-        params: dict[str, object] = {
-            "user": user_id,
-            "pq": plan.query, "pp": plan.part, "pv": plan.value, "pl": plan.limit,
-            "qi": list(range(len(queries))),
-            "qp": [q.phash for q in queries], "qd": [q.dhash for q in queries],
-        }  # fmt: skip
+        params = near_parameters(user_id, queries, distance, view_distance)
         with self.connect() as conn, conn.transaction():
             # The planner cannot see how many probes there are (it guessed ~27 per chunk for
             # ~9,000): on a small history it joined every probe against a scan of the
@@ -385,36 +386,54 @@ class DesignRepository(Database):
             return cur.rowcount
 
 
-# One branch per chunk column, in probe_plan's part order: design_images' trimmed hash
-# chunks (0-2), its plain phash chunks (3-5), the views' chunks (6-8). Names are constants.
+# One branch per chunk column: (table, id column, chunk column, hash, dhash, query kind,
+# chunk bits and shift, view lookup). design_images' trimmed hash chunks are asked by the
+# trimmed queries, its plain phash chunks by the plain ones, the views' chunks by the
+# trimmed ones (with the views' radius). Chunks of 21, 21 and 22 bits (similarity.py).
 _BRANCHES = [
-    ("design_images", "id", "nd0", "nd_phash", "nd_dhash"),
-    ("design_images", "id", "nd1", "nd_phash", "nd_dhash"),
-    ("design_images", "id", "nd2", "nd_phash", "nd_dhash"),
-    ("design_images", "id", "ph0", "phash", "dhash"),
-    ("design_images", "id", "ph1", "phash", "dhash"),
-    ("design_images", "id", "ph2", "phash", "dhash"),
-    ("design_views", "design_id", "v0", "phash", None),
-    ("design_views", "design_id", "v1", "phash", None),
-    ("design_views", "design_id", "v2", "phash", None),
+    ("design_images", "id", "nd0", "nd_phash", "nd_dhash", 0, 21, 43, False),
+    ("design_images", "id", "nd1", "nd_phash", "nd_dhash", 0, 21, 22, False),
+    ("design_images", "id", "nd2", "nd_phash", "nd_dhash", 0, 22, 0, False),
+    ("design_images", "id", "ph0", "phash", "dhash", 1, 21, 43, False),
+    ("design_images", "id", "ph1", "phash", "dhash", 1, 21, 22, False),
+    ("design_images", "id", "ph2", "phash", "dhash", 1, 22, 0, False),
+    ("design_views", "design_id", "v0", "phash", None, 0, 21, 43, True),
+    ("design_views", "design_id", "v1", "phash", None, 0, 21, 22, True),
+    ("design_views", "design_id", "v2", "phash", None, 0, 22, 0, True),
 ]
-# Names are constants, quoted by psycopg; the values travel as parameters. LATERAL with
-# OFFSET 0 (not flattened into a join the planner could turn around): one index lookup per
-# probe whatever the planner guesses. Sorted probe arrays per column (= ANY) were tried:
-# 4.4 us a key against 4.7 through LATERAL, 52 ms of planning for the arrays, and on
-# design_views the planner scanned all 16M rows of the seller instead (bench, 1M designs).
+# Names and numbers are constants, quoted by psycopg; the values travel as parameters. Each
+# branch makes its own probes (its queries' chunk XOR every mask within the radius): one
+# materialised list of all probes scanned by every branch cost ~0.1 us a row nine times
+# over. LATERAL with OFFSET 0 (not flattened into a join the planner could turn around):
+# one index lookup per probe whatever the planner guesses. Sorted probe arrays per column
+# (= ANY) were tried: 4.4 us a key against 4.7 through LATERAL, 52 ms of planning for the
+# arrays, and on design_views the planner scanned all 16M rows of the seller instead.
 _BRANCH = sql.SQL(
-    "        SELECT p.q, p.lim, d.id, d.h, d.dh, d.view FROM probes p CROSS JOIN LATERAL ("
+    "        SELECT p.q, p.lim, d.id, d.h, d.dh, d.view FROM ("
+    "SELECT q.q, (((q.ph >> {shift}) & {low})::int # m.mask) AS val, {lim} AS lim"
+    " FROM queries q JOIN masks m ON m.bits = {bits} AND m.w <= {radius}"
+    " WHERE q.kind = {kind}) p CROSS JOIN LATERAL ("
     "SELECT {id} AS id, {h} AS h, {dh}::bigint AS dh, {view}::int AS view FROM {table}"
-    " WHERE user_id = %(user)s AND {active} AND {chunk} = p.val OFFSET 0) d"
-    " WHERE p.part = {part}\n"
+    " WHERE user_id = %(user)s AND {active} AND {chunk} = p.val OFFSET 0) d\n"
 )
 _NEAR_HEAD = sql.SQL("""
-    WITH probes AS MATERIALIZED (
-        SELECT * FROM unnest(%(pq)s::int[], %(pp)s::int[], %(pv)s::int[], %(pl)s::int[])
-            AS p(q, part, val, lim)
-    ), queries AS (
-        SELECT * FROM unnest(%(qi)s::int[], %(qp)s::bigint[], %(qd)s::bigint[]) AS q(q, ph, dh)
+    WITH queries AS (
+        SELECT * FROM unnest(%(qi)s::int[], %(qk)s::int[], %(qp)s::bigint[], %(qd)s::bigint[])
+            AS q(q, kind, ph, dh)
+    ), widths(bits) AS (VALUES (21), (22)),
+    bit_positions AS (
+        SELECT bits, i FROM widths, generate_series(0, bits - 1) AS i
+    ), masks AS MATERIALIZED (
+        SELECT bits, 0 AS mask, 0 AS w FROM widths
+        UNION ALL
+        SELECT bits, 1 << i, 1 FROM bit_positions
+        UNION ALL
+        SELECT a.bits, (1 << a.i) | (1 << b.i), 2 FROM bit_positions a
+        JOIN bit_positions b ON b.bits = a.bits AND b.i > a.i
+        UNION ALL
+        SELECT a.bits, (1 << a.i) | (1 << b.i) | (1 << c.i), 3 FROM bit_positions a
+        JOIN bit_positions b ON b.bits = a.bits AND b.i > a.i
+        JOIN bit_positions c ON c.bits = a.bits AND c.i > b.i WHERE %(radius)s >= 3
     ), candidates AS (
 """)
 _NEAR_TAIL = sql.SQL("""    ), verified AS (
@@ -435,19 +454,38 @@ _NEAR_SQL = (
     _NEAR_HEAD
     + sql.SQL("        UNION ALL\n").join(
         _BRANCH.format(
-            part=sql.Literal(part),
-            chunk=sql.Identifier(chunk),
+            shift=sql.Literal(shift),
+            low=sql.Literal((1 << bits) - 1),
+            bits=sql.Literal(bits),
+            radius=sql.Placeholder("vradius" if view else "radius"),
+            lim=sql.Placeholder("vdist" if view else "dist"),
+            kind=sql.Literal(kind),
             id=sql.Identifier(id_),
             h=sql.Identifier(h),
             dh=sql.Identifier(dh) if dh else sql.SQL("NULL"),
-            view=sql.Identifier("view") if table == "design_views" else sql.Literal(0),
+            view=sql.Identifier("view") if view else sql.Literal(0),
             table=sql.Identifier(table),
-            active=sql.Identifier("is_active") if table == "design_images" else sql.SQL("true"),
+            chunk=sql.Identifier(chunk),
+            active=sql.Identifier("is_active") if not view else sql.SQL("true"),
         )
-        for part, (table, id_, chunk, h, dh) in enumerate(_BRANCHES)
+        for table, id_, chunk, h, dh, kind, bits, shift, view in _BRANCHES
     )
     + _NEAR_TAIL
 )
+
+
+def near_parameters(
+    user_id: str, queries: Sequence[NearQuery], distance: int, view_distance: int
+) -> dict[str, object]:
+    """The parameters of _NEAR_SQL: the queries, the distances and the probe radii."""
+    return {
+        "user": user_id,
+        "qi": list(range(len(queries))),
+        "qk": [0 if q.kind == TRIMMED else 1 for q in queries],
+        "qp": [q.phash for q in queries], "qd": [q.dhash for q in queries],
+        "dist": distance, "radius": radius_for(distance),
+        "vdist": view_distance, "vradius": min(VIEW_PROBE_RADIUS, radius_for(view_distance)),
+    }  # fmt: skip
 
 
 def _analyze_if_stale(conn: psycopg.Connection, just_changed: int = 0) -> None:

@@ -9,7 +9,7 @@ at a million designs, a few hundred candidates per query instead of a million.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -99,18 +99,6 @@ class NearMatch:
     why: str = ""  # what the verifier saw, once it has looked
 
 
-@dataclass(frozen=True)
-class ProbePlan:
-    """The index lookups of a batch: one row per probe (query, chunk part, value, distance
-    limit); parts 0-2: trimmed hash chunks, 3-5: plain phash chunks, 6-8: the views' chunks."""
-
-    query: list[int]
-    part: list[int]
-    value: list[int]
-    limit: list[int]
-
-
-VIEW_PART_OFFSET = 6
 # The views are probed with radius 1 per chunk, not the radius that guarantees every view
 # within the distance (2 at 8 bits): 66 lookups a query instead of 762, against 16 views per
 # design (16M rows at 1M designs: 37 -> ~14 ms an image, bench). A copy within 8 bits of a
@@ -118,26 +106,6 @@ VIEW_PART_OFFSET = 6
 # set the first stage found the same copies either way but one (half size + JPEG + crop) of
 # 408. The designs' own hashes keep the full radius: every one within the distance is found.
 VIEW_PROBE_RADIUS = 1
-
-
-def probe_plan(queries: Sequence[NearQuery], distance: int, view_distance: int) -> ProbePlan:
-    import numpy as np
-
-    rows: list[np.ndarray] = []
-    for index, q in enumerate(queries):
-        lookups = [(0 if q.kind == TRIMMED else 3, distance, radius_for(distance))]
-        if q.kind == TRIMMED and view_distance >= 0:
-            radius = min(VIEW_PROBE_RADIUS, radius_for(view_distance))
-            lookups.append((VIEW_PART_OFFSET, view_distance, radius))
-        for offset, limit, radius in lookups:
-            for part, (chunk, bits) in enumerate(zip(chunks(q.phash), CHUNK_BITS, strict=True)):
-                values = np.bitwise_xor(np.asarray(_masks(bits, radius), np.int64), chunk)
-                block = np.empty((values.size, 4), np.int64)
-                block[:, 0], block[:, 1], block[:, 3] = index, offset + part, limit
-                block[:, 2] = values
-                rows.append(block)
-    table = np.concatenate(rows) if rows else np.empty((0, 4), np.int64)
-    return ProbePlan(*(table[:, column].tolist() for column in range(4)))
 
 
 def is_near(phash_distance: int, dhash_distance: int, distance: int, confirm_sum: int) -> bool:
