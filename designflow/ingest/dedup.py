@@ -163,7 +163,13 @@ def classify_near(
         candidates.setdefault(m.key, []).append(m)
     out = NearDedup()
     kept: list[Fingerprint] = []
-    for key, fp in enumerate(fingerprints):
+    # The best file first (most pixels, then lossless, then the larger file), so that of
+    # two near twins in one upload the seller keeps the one worth printing, whatever the
+    # names: a 75% downscale that sorted first used to be kept and the original refused.
+    order = sorted(range(len(fingerprints)), key=lambda i: best_first(fingerprints[i]))
+    stored: set[int] = set()
+    for key in order:
+        fp = fingerprints[key]
         match = _verified_history_match(
             fp, candidates.get(key, []), distance, confirm_sum, reductions, verify, out
         )
@@ -172,15 +178,24 @@ def classify_near(
             out.why[fp.sha256] = match.why
             continue
         if not has_detail(fp):
-            out.to_store.append(fp)  # not compared, and nothing is compared with it
+            stored.add(key)  # not compared, and nothing is compared with it
             continue
         twin = _verified_twin(fp, kept, distance, confirm_sum, verify, out)
         if twin is not None:
             out.in_batch.append((fp, twin[0], twin[1]))
             continue
         kept.append(fp)
-        out.to_store.append(fp)
+        stored.add(key)
+    out.to_store = [fingerprints[key] for key in sorted(stored)]  # the upload's own order
     return out
+
+
+LOSSLESS_FORMATS = frozenset({"PNG", "GIF"})
+
+
+def best_first(fp: Fingerprint) -> tuple[int, int, int]:
+    """Sort key: the better of two versions of a design comes first."""
+    return (-fp.width * fp.height, 0 if fp.format in LOSSLESS_FORMATS else 1, -fp.bytes)
 
 
 def _verified_history_match(

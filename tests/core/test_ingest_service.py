@@ -179,7 +179,16 @@ def test_catalog_unavailable_fails_every_file_without_a_fate(failing_step: str) 
         service.rows()
     report = service.unavailable("catalog unavailable after retries: down")
     assert fates(report) == {"old.png": "exact", "new.png": "failed", "copy.png": "failed", "bad.png": "rejected"}  # fmt: skip
-    assert all(f.reason == "catalog unavailable after retries: down" for f in report.failed)
+    reasons = {f.file.rsplit("/", 1)[-1]: f.reason for f in report.failed}
+    assert reasons["copy.png"] == "catalog unavailable after retries: down"
+    if failing_step == "insert":  # sent before the catalog failed: said, not silently orphaned
+        assert reasons["new.png"] == (
+            "catalog unavailable after retries: down; on the NAS, not recorded: the next "
+            "upload of it or `designflow verify --repair` adopts it"
+        )
+    else:
+        assert reasons["new.png"] == "catalog unavailable after retries: down"
+    assert report.unavailable == "catalog unavailable after retries: down"
 
 
 def test_a_name_that_is_not_utf8_is_kept_losslessly_escaped() -> None:

@@ -133,3 +133,25 @@ def test_in_batch_text_variants_are_kept_and_copies_follow() -> None:
     assert [fp.name for fp in out.to_store] == [a.name, other_words.name]
     assert [(c.name, o.name) for c, o, _ in out.in_batch] == [(cropped.name, a.name)]
     assert out.why[cropped.sha256].startswith("same artwork")
+
+
+def test_of_near_twins_in_one_upload_the_best_file_is_kept() -> None:
+    """A 75% downscale named to sort first, a brightened copy and a JPEG of the same design:
+    the full-resolution PNG is kept and the others are its near duplicates."""
+    import io
+
+    from PIL import Image, ImageEnhance
+
+    art = near_cases.render(SPECS[0])
+    full = fingerprint_bytes(near_cases.png(art), "z-original.png")
+    small = art.resize((art.width * 3 // 4, art.height * 3 // 4), Image.Resampling.LANCZOS)
+    downscale = fingerprint_bytes(near_cases.png(small), "a-small.png")
+    jpeg = fingerprint_bytes(near_cases.jpeg(art, 85), "b-copy.jpg")
+    bright = io.BytesIO()
+    ImageEnhance.Brightness(small).enhance(1.1).save(bright, format="PNG")
+    brightened = fingerprint_bytes(bright.getvalue(), "c-bright.png")
+    out = classify_near([downscale, jpeg, brightened, full], [], T, DEFAULT_CONFIRM_SUM)
+    assert [fp.name for fp in out.to_store] == ["z-original.png"]
+    assert sorted(c.name for c, o, _ in out.in_batch if o.name == "z-original.png") == [
+        "a-small.png", "b-copy.jpg", "c-bright.png",
+    ]  # fmt: skip
