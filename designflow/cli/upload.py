@@ -39,12 +39,17 @@ def upload(
     ),
 ) -> int:  # fmt: skip
     """Upload design files or folders for a user."""
-    from designflow.storage.nas import InvalidUserId, check_user_id
+    from designflow.settings import Settings
+    from designflow.storage.nas import InvalidUserId, check_user_id, nas_settings_problem
 
     try:
         check_user_id(user)
     except InvalidUserId as exc:
         return fail(str(exc))
+    # A wrong setting costs one line before any file is read, not retries per batch.
+    problem = nas_settings_problem(Settings.from_env())
+    if problem:
+        return fail(problem)
     from designflow.ingest.sources import is_remote
 
     # Local names are made absolute (the run may resolve them elsewhere); nas: and sftp://

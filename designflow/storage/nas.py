@@ -381,4 +381,38 @@ def nas_from_url(url: str, settings: Settings | None = None) -> Nas:
         return sftp_nas(
             target, credentials, settings.nas_max_connections, settings.nas_upload_processes
         )
-    raise NasError(f"unsupported NAS URL scheme {parsed.scheme!r} (use file:// or sftp://)")
+    raise NasSettingError(nas_url_problem(url) or f"DESIGNFLOW_NAS_URL: {url!r} is not usable")
+
+
+class NasSettingError(NasError, PermanentError):
+    """A NAS setting that cannot work (an unknown scheme, a missing key file): no retry."""
+
+
+def nas_url_problem(url: str) -> str | None:
+    """What is wrong with a NAS URL, in one line naming the setting; None when it is usable."""
+    scheme = urlparse(url).scheme
+    if scheme in ("file", "sftp"):
+        return None
+    if not scheme:
+        return (
+            f"DESIGNFLOW_NAS_URL: {url!r} is not a URL "
+            f"(a local folder is file://{url if url.startswith('/') else '/' + url}; "
+            "an SFTP NAS is sftp://user@host:port/path)"
+        )
+    return f"DESIGNFLOW_NAS_URL: the scheme {scheme!r} of {url!r} is not supported (use file:// or sftp://)"
+
+
+def nas_settings_problem(settings: Settings) -> str | None:
+    """Checked before any file is read: the NAS URL's scheme, and the SFTP key and
+    known_hosts files it names. One line naming the setting, or None."""
+    if settings.nas_block:
+        return None  # the block holds them: checked when it is loaded
+    problem = nas_url_problem(settings.nas_url)
+    if problem or not settings.nas_url.startswith("sftp:"):
+        return problem
+    known_hosts = Path(settings.nas_known_hosts).expanduser()
+    if not known_hosts.is_file():
+        return f"DESIGNFLOW_NAS_KNOWN_HOSTS: {str(known_hosts)!r} does not exist (it must hold the NAS's host key)"
+    if settings.nas_key_file and not Path(settings.nas_key_file).expanduser().is_file():
+        return f"DESIGNFLOW_NAS_KEY_FILE: {settings.nas_key_file!r} does not exist"
+    return None
