@@ -267,11 +267,15 @@ class AsyncSshServer(_Base):
 
 
 def start_sftp_server(folder: Path, prefer: str | None = None) -> _Base:
-    """OpenSSH when sshd is installed, else asyncssh; DESIGNFLOW_TEST_SFTP=asyncssh forces it."""
+    """OpenSSH when sshd is installed, else asyncssh; DESIGNFLOW_TEST_SFTP=asyncssh forces it
+    outside CI. Under CI=true the SFTP tests run against OpenSSH, whatever is asked: a
+    missing sshd fails the run instead of a quiet fallback, and the variable cannot switch
+    the real server off."""
     prefer = prefer or os.environ.get("DESIGNFLOW_TEST_SFTP", "openssh")
-    if prefer == "openssh" and not SSHD and os.environ.get("CI") == "true":
-        # CI tests the real thing: a missing sshd fails the run instead of a quiet fallback.
-        raise RuntimeError("CI=true: OpenSSH's sshd is required for the SFTP tests")
+    if os.environ.get("CI") == "true":
+        if not SSHD:
+            raise RuntimeError("CI=true: OpenSSH's sshd is required for the SFTP tests")
+        prefer = "openssh"
     server: _Base = (
         OpenSshServer(folder) if (prefer == "openssh" and SSHD) else AsyncSshServer(folder)
     )

@@ -264,3 +264,20 @@ def test_upload_worker_processes(server, tmp_path: Path) -> None:
         assert put(nas, source_files(tmp_path / "more", 1)[0]).written
     finally:
         nas.close()
+
+
+def test_ci_runs_the_sftp_tests_against_openssh_whatever_is_asked(tmp_path, monkeypatch) -> None:
+    """DESIGNFLOW_TEST_SFTP=asyncssh cannot switch the real sshd off under CI=true."""
+    from tests.sftp_servers import SSHD, start_sftp_server
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("DESIGNFLOW_TEST_SFTP", "asyncssh")
+    if not SSHD:
+        with pytest.raises(RuntimeError, match="sshd is required"):
+            start_sftp_server(tmp_path / "ci")
+        return
+    server = start_sftp_server(tmp_path / "ci")
+    try:
+        assert server.kind == "openssh"
+    finally:
+        server.stop()
