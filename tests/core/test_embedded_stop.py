@@ -46,3 +46,35 @@ def test_db_stop_stops_the_server_a_killed_process_left_running(tmp_path: Path) 
     finally:
         starter.kill()
         stop_embedded(home)
+
+
+def test_db_stop_exits_1_when_the_server_will_not_stop(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A postmaster that does not answer (frozen here with SIGSTOP): `designflow db stop`
+    says so and exits 1 instead of claiming it stopped."""
+    import functools
+
+    import designflow.catalog.embedded as embedded
+    from designflow.cli import main
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESIGNFLOW_")}
+    starter = subprocess.Popen([sys.executable, "-c", START_AND_WAIT, str(home)], env=env,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    pid = None
+    try:
+        assert starter.stdout.readline().strip() == "up"
+        pid = _postmaster_pid(home / "postgres")
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        monkeypatch.setenv("DESIGNFLOW_HOME", str(home))
+        monkeypatch.setattr(
+            embedded, "stop_embedded", functools.partial(stop_embedded, timeout_s=2)
+        )
+        assert main(["db", "stop"]) == 1
+        err = capsys.readouterr().err
+        assert f"embedded PostgreSQL (pid {pid}" in err and "did not stop within 2 s" in err
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        starter.kill()
+        stop_embedded(home)
