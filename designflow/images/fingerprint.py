@@ -225,7 +225,7 @@ def near_duplicate_hashes(small: Image.Image) -> dict[str, object]:
     content = trim_to_content(small)
     mirror = content.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return {
-        "views": view_hashes(content, hash_to_int),
+        "views": view_hashes(small, hash_to_int, trim_to_content),
         "nd_phash": hash_to_int(imagehash.phash(content)),
         "nd_dhash": hash_to_int(imagehash.dhash(content)),
         "nd_phash_flip": hash_to_int(imagehash.phash(mirror)),

@@ -100,7 +100,7 @@ class NearMatch:
 
 
 # The views are probed with radius 1 per chunk, not the radius that guarantees every view
-# within the distance (2 at 8 bits): 66 lookups a query instead of 762, against 16 views per
+# within the distance (2 at 8 bits): 66 lookups a query instead of 762, against 17 views per
 # design (16M rows at 1M designs: 37 -> ~14 ms an image, bench). A copy within 8 bits of a
 # view nearly always has a chunk within 1 bit of it: on bench.near_duplicates' evaluation
 # set the first stage found the same copies either way but one (half size + JPEG + crop) of

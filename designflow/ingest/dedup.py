@@ -186,7 +186,11 @@ def classify_near(
             continue
         kept.append(fp)
         stored.add(key)
-    out.to_store = [fingerprints[key] for key in sorted(stored)]  # the upload's own order
+    # Reported in the upload's own order, whatever order they were decided in.
+    position = {id(fp): i for i, fp in enumerate(fingerprints)}
+    out.to_store = [fingerprints[key] for key in sorted(stored)]
+    out.near.sort(key=lambda pair: position[id(pair[0])])
+    out.in_batch.sort(key=lambda triple: position[id(triple[0])])
     return out
 
 
