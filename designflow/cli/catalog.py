@@ -67,12 +67,34 @@ def db_stop() -> int:
     return 0
 
 
+def verify_lines(report, repair: bool) -> list[str]:
+    """The verify report for a terminal, one line per finding."""
+    lines = [f"checked {report.checked} design(s): {'clean' if report.clean else 'problems found'}"]
+    lines += [f"  missing    design {m['design_id']}: {m['nas_path']}" for m in report.missing]
+    lines += [
+        f"  mismatch   design {m['design_id']}: {m['nas_path']} ({m['why']})"
+        for m in report.mismatched
+    ]
+    lines += [f"  orphan     {p}" for p in report.orphans]
+    lines += [f"  temporary  {p} (stale, over an hour old)" for p in report.temporary]
+    lines += [
+        f"  writing    {p} (a temporary under an hour old: left alone)" for p in report.in_progress
+    ]
+    lines += [f"  adopted    {a['nas_path']} as design {a['design_id']}" for a in report.adopted]
+    lines += [f"  removed    {p}" for p in report.removed]
+    if report.marked_missing:
+        lines.append(f"  marked missing (inactive): {report.marked_missing}")
+    if repair and report.unresolved:
+        lines.append(f"  unresolved after repair: {len(report.unresolved)}")
+    return lines
+
+
 @app.command()
 def verify(
     user: str | None = typer.Option(None, "--user", help="only this seller"),
     repair: bool = typer.Option(False, "--repair", help="adopt orphan files, mark missing designs"),
     deep: bool = typer.Option(False, "--deep", help="also compare sha256 (reads every file)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> int:  # fmt: skip
     """Compare the catalog with the NAS (and repair)."""
     from designflow.ops.verify import verify as verify_catalog
@@ -84,25 +106,8 @@ def verify(
     if as_json:
         print_json(report.as_dict())
     else:
-        out(f"checked {report.checked} design(s): {'clean' if report.clean else 'problems found'}")
-        for m in report.missing:
-            out(f"  missing    design {m['design_id']}: {m['nas_path']}")
-        for m in report.mismatched:
-            out(f"  mismatch   design {m['design_id']}: {m['nas_path']} ({m['why']})")
-        for p in report.orphans:
-            out(f"  orphan     {p}")
-        for p in report.temporary:
-            out(f"  temporary  {p} (stale, over an hour old)")
-        for p in report.in_progress:
-            out(f"  writing    {p} (a temporary under an hour old: left alone)")
-        for a in report.adopted:
-            out(f"  adopted    {a['nas_path']} as design {a['design_id']}")
-        for p in report.removed:
-            out(f"  removed    {p}")
-        if report.marked_missing:
-            out(f"  marked missing (inactive): {report.marked_missing}")
-        if repair and report.unresolved:
-            out(f"  unresolved after repair: {len(report.unresolved)}")
+        for line in verify_lines(report, repair):
+            out(line)
     # Non-zero while anything is wrong: before a repair, any problem; after, what it left.
     still_wrong = bool(report.unresolved) if repair else not report.clean
     return 1 if still_wrong else 0

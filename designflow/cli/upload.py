@@ -119,6 +119,27 @@ def duplicate_line(d: dict) -> str:
     return line + (f": {d['why']}" if d.get("why") else "")
 
 
+def mockup_and_listing_lines(report: dict) -> list[str]:
+    lines = [
+        f"  mockups    background run {m['flow_run_id']} on queue {m['priority']} ({m['designs']} designs)"
+        for m in report.get("mockup_runs", [])
+    ]
+    lines += [
+        f"  mockup     design {m['design_id']} {m['template_id']} at {m['nas_path']}"
+        for m in report.get("mockups", [])
+    ]
+    if report.get("mockup_error"):
+        lines.append(f"  mockups    {report['mockup_error']}")
+    for item in report.get("listings", []):
+        what = item["error"] or f"{item['action']}, {len(item['images'])} image(s)"
+        lines.append(
+            f"  listing    design {item['design_id']} -> Etsy listing {item['listing_id']}: {what}"
+        )
+    if report.get("listing_skipped"):
+        lines.append(f"  listings   {report['listing_skipped']}")
+    return lines
+
+
 def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print_json(report)
@@ -133,19 +154,8 @@ def print_report(report: dict, as_json: bool) -> None:
         out(f"  rejected   {r['file']}: {r['reason']}")
     for f in report.get("failed", []):
         out(f"  failed     {f['file']}: {f['reason']}")
-    for m in report.get("mockup_runs", []):
-        out(
-            f"  mockups    background run {m['flow_run_id']} on queue {m['priority']} ({m['designs']} designs)"
-        )
-    for m in report.get("mockups", []):
-        out(f"  mockup     design {m['design_id']} {m['template_id']} at {m['nas_path']}")
-    if report.get("mockup_error"):
-        out(f"  mockups    {report['mockup_error']}")
-    for item in report.get("listings", []):
-        what = item["error"] or f"{item['action']}, {len(item['images'])} image(s)"
-        out(f"  listing    design {item['design_id']} -> Etsy listing {item['listing_id']}: {what}")
-    if report.get("listing_skipped"):
-        out(f"  listings   {report['listing_skipped']}")
+    for line in mockup_and_listing_lines(report):
+        out(line)
     out(
         f"{counts['stored']} stored, {counts['duplicates']} duplicate(s), "
         f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed in {report['batches']} batch(es)"
