@@ -64,18 +64,20 @@ def fingerprint_files_in_threads(
 ) -> list[Fingerprint | RejectedFile | FailedFile]:
     limits = current_settings().limits
     with fingerprint_threads() as pool:
-        known = known_contents(pool, paths, user_id) if user_id else frozenset()
+        known = known_contents(pool, paths, user_id, limits) if user_id else frozenset()
         futures = [pool.submit(fingerprint_one, path, limits, staging, known) for path in paths]
         return [future.result() for future in futures]
 
 
-def known_contents(pool: ThreadPoolExecutor, paths: list[str], user_id: str) -> frozenset[str]:
+def known_contents(
+    pool: ThreadPoolExecutor, paths: list[str], user_id: str, limits: ImageLimits
+) -> frozenset[str]:
     """Known bytes first: the sha256s among these local files that the seller already has,
     one catalog lookup for the batch, so that those files are not decoded. A re-synced
     folder of 50 designs of 4500x5400 decoded every file again (0.93x the first upload's
     time); hashing reads ~1 GB/s, decoding ~30 MB/s. A lookup that fails decodes them all
     (the batch's own lookup reports the catalog)."""
-    digests = [d for d in pool.map(local_sha256, paths) if d]
+    digests = [d for d in pool.map(local_sha256, paths, [limits.max_file_bytes] * len(paths)) if d]
     if not digests:
         return frozenset()
     try:

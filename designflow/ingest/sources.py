@@ -10,8 +10,10 @@ gave. With a local-folder NAS, `nas:` simply names a path under it.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -121,16 +123,25 @@ def fingerprint_source(
         return RejectedFile(path, exc.reason)
 
 
-def local_sha256(path: str) -> str | None:
-    """The sha256 of a local file's bytes, streamed (nothing kept), or None when it is not a
-    readable local file (its fingerprint says why)."""
+def local_sha256(path: str, max_bytes: int) -> str | None:
+    """The sha256 of a local regular file's bytes, streamed (nothing kept), or None for
+    anything else (a FIFO, a device, a file over the size cap, one that cannot be read: its
+    fingerprint says why). Opened without blocking: a FIFO named like a design would wait
+    for a writer forever (it did, in the bad-input corpus)."""
     if is_remote(path):
         return None
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+                return None
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        except (OSError, ValueError):
+            return None
 
 
 def discard_staging(staging: Path) -> None:
