@@ -77,11 +77,17 @@ def known_contents(
     folder of 50 designs of 4500x5400 decoded every file again (0.93x the first upload's
     time); hashing reads ~1 GB/s, decoding ~30 MB/s. A lookup that fails decodes them all
     (the batch's own lookup reports the catalog)."""
+    try:
+        catalog = current().catalog()
+    except Exception:  # the catalog cannot even be opened: decode them all
+        return frozenset()
+    if catalog.recently_unreachable():
+        return frozenset()  # decode them all; the batch's own lookup reports the catalog
     digests = [d for d in pool.map(local_sha256, paths, [limits.max_file_bytes] * len(paths)) if d]
     if not digests:
         return frozenset()
     try:
-        return frozenset(current().catalog().find_by_sha256(user_id, sorted(set(digests))))
+        return frozenset(catalog.find_by_sha256(user_id, sorted(set(digests))))
     except Exception as exc:  # an optimisation only: the batch's own lookup retries
         get_run_logger().debug("known-bytes lookup skipped: %s", exc)
         return frozenset()

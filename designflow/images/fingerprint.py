@@ -77,6 +77,9 @@ class Fingerprint:
     # compares candidates with (verify.py). Neither is part of the --json output.
     views: tuple[int, ...] = ()
     reduction: bytes = b""
+    # The share of the image its content fills (1.0 unless a uniform border was trimmed):
+    # the better of two versions of a design has more pixels of design, not of canvas.
+    content_share: float = 1.0
     # A source read from the NAS is kept on the worker's disk for the run: the local copy
     # the upload sends (`path` keeps the name the seller gave). Empty for local files.
     local_copy: str = ""
@@ -90,7 +93,7 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for internal in ("local_copy", "views", "reduction", "decoded"):
+        for internal in ("local_copy", "views", "reduction", "decoded", "content_share"):
             out.pop(internal)
         for key in (
             "phash",
@@ -225,6 +228,7 @@ def near_duplicate_hashes(small: Image.Image) -> dict[str, object]:
     content = trim_to_content(small)
     mirror = content.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return {
+        "content_share": (content.width * content.height) / (small.width * small.height),
         "views": view_hashes(small, hash_to_int, trim_to_content),
         "nd_phash": hash_to_int(imagehash.phash(content)),
         "nd_dhash": hash_to_int(imagehash.dhash(content)),

@@ -78,6 +78,9 @@ def test_upload_with_failed_files_exits_1(
         port = probe.getsockname()[1]
     monkeypatch.setenv("DESIGNFLOW_NAS_URL", f"sftp://nobody@127.0.0.1:{port}/srv")
     monkeypatch.setenv("DESIGNFLOW_NAS_PASSWORD", "unused")
+    known_hosts = designflow_env.home / "known_hosts"  # the settings are right: the NAS is down
+    known_hosts.write_text("")
+    monkeypatch.setenv("DESIGNFLOW_NAS_KNOWN_HOSTS", str(known_hosts))
     monkeypatch.setenv("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "0.05")
     path = images.write_png(designflow_env.inputs / "unstored.png", seed=97)
     code = main(["upload", str(path), "--user", "failing", "--json"])
