@@ -116,7 +116,9 @@ def test_paths_cannot_escape_root(tmp_path: Path) -> None:
 
 def test_nas_from_url(tmp_path: Path) -> None:
     assert isinstance(nas_from_url(f"file://{tmp_path}"), LocalNas)
-    with pytest.raises(NasError, match="the scheme .ftp. of .ftp://example.invalid/x. is not supported"):
+    with pytest.raises(
+        NasError, match="the scheme .ftp. of .ftp://example.invalid/x. is not supported"
+    ):
         nas_from_url("ftp://example.invalid/x")
 
 

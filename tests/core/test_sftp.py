@@ -281,3 +281,27 @@ def test_ci_runs_the_sftp_tests_against_openssh_whatever_is_asked(tmp_path, monk
         assert server.kind == "openssh"
     finally:
         server.stop()
+
+
+def test_a_nas_folder_that_refuses_writes_is_named_over_sftp(server, tmp_path: Path) -> None:
+    """The NAS refuses the write (the folder made immutable: EPERM even for the root user the
+    test server runs as): the error names the operation and the NAS folder, not retried."""
+    import subprocess
+
+    src = tmp_path / "in.png"
+    src.write_bytes(b"design bytes over sftp")
+    digest = sha(src.read_bytes())
+    dest = design_path("locked", digest, "png")
+    folder = server.root / os.path.dirname(dest)
+    folder.mkdir(parents=True)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.fail("chattr +i is needed to refuse writes to root (an ext2/3/4 or tmpfs folder)")
+    nas = make_nas(server)
+    try:
+        with pytest.raises(Exception) as caught:
+            nas.put_file(src, dest, digest)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+        nas.close()
+    assert str(caught.value) == f"cannot write {os.path.dirname(dest)}/: permission denied"
+    assert not is_transient(caught.value)
