@@ -85,3 +85,30 @@ def test_symlink_loops_named_directly_are_refused(tmp_path: Path) -> None:
         == ("symbolic link loop (it points back at itself): not followed")
     )
     assert reasons["gone.png"] == "symbolic link to a file that does not exist"
+
+
+def test_a_folder_replaced_by_a_file_mid_walk_gets_an_outcome(tmp_path: Path, monkeypatch) -> None:
+    """The walk lists the top folder, then its sub-folder is replaced by a file before the
+    walk goes in: the sub-folder is named with the reason, the rest is taken."""
+    import os
+    import shutil
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "b.png").write_bytes(b"y")
+    real_walk = os.walk
+
+    def walk_then_replace(top, *args, **kwargs):
+        for step in real_walk(top, *args, **kwargs):
+            yield step
+            if Path(step[0]) == tmp_path:  # listed: now the folder becomes a file
+                shutil.rmtree(sub)
+                sub.write_bytes(b"now a file")
+
+    monkeypatch.setattr(os, "walk", walk_then_replace)
+    found, unusable = collect_design_files([tmp_path])
+    assert [Path(f.path).name for f in found] == ["a.png"]
+    assert [(Path(u.path).name, u.reason) for u in unusable] == [
+        ("sub", "cannot list folder: Not a directory")
+    ]
