@@ -163,13 +163,17 @@ def test_the_readme_first_command_on_embedded_defaults(tmp_path: Path) -> None:
     env.update(HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     examples = ROOT / "examples" / "designs"
     shipped = sorted(p for p in examples.iterdir() if p.is_file())
-    try:
-        first = subprocess.run(
+
+    def the_first_command() -> dict:
+        done = subprocess.run(
             [command, "upload", str(examples), "--user", "demo", "--json"],
             env=env, cwd=home, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
-        assert first.returncode == 0, first.stderr[-3000:]
-        report = json.loads(first.stdout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    try:
+        report = the_first_command()
         assert sorted(s["file"] for s in report["stored"]) == [str(p) for p in shipped]
         designflow_home = home / ".designflow"
         nas_files = sorted(
@@ -177,12 +181,7 @@ def test_the_readme_first_command_on_embedded_defaults(tmp_path: Path) -> None:
         )
         assert len(nas_files) == len(shipped)
 
-        again = subprocess.run(
-            [command, "upload", str(examples), "--user", "demo", "--json"],
-            env=env, cwd=home, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert again.returncode == 0, again.stderr[-3000:]
-        second = json.loads(again.stdout)
+        second = the_first_command()  # the same command again
         assert second["stored"] == [] and [d["kind"] for d in second["duplicates"]] == [
             "exact"
         ] * len(shipped)
