@@ -571,17 +571,13 @@ class SftpNas:
                     rel = posixpath.relpath(full, self.target.base_path)
                     mode = entry.st_mode or 0
                     if stat.S_ISLNK(mode):
-                        # Listings report links as themselves: follow only one that stays
-                        # inside the listed folder (anything else could read any file).
-                        try:
-                            real = sftp.normalize(full)
-                            info = sftp.stat(full)
-                        except OSError:
+                        target = _followed_link(sftp, full, base)
+                        if target is None:
                             continue
-                        if not (real + "/").startswith(sftp.normalize(base) + "/"):
+                        if target == "outside":
                             out.append(NasEntry(rel, 0, 0.0, link_outside=True))
                             continue
-                        entry, mode = info, info.st_mode or 0
+                        entry, mode = target, target.st_mode or 0
                     if stat.S_ISDIR(mode):
                         stack.append(full)
                     elif stat.S_ISREG(mode):
@@ -651,6 +647,20 @@ class SftpNas:
         self.pool.close()
         with self._dirs_lock:
             self._made_dirs.clear()
+
+
+def _followed_link(sftp: paramiko.SFTPClient, link: str, base: str):
+    """A listed symbolic link (listings report links as themselves): its target's attributes
+    when it stays inside the listed folder, "outside" when it leads out (anything else could
+    read any file), None when it cannot be followed."""
+    try:
+        real = sftp.normalize(link)
+        info = sftp.stat(link)
+    except OSError:
+        return None
+    if not (real + "/").startswith(sftp.normalize(base) + "/"):
+        return "outside"
+    return info
 
 
 def _stat_or_none(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
