@@ -82,9 +82,8 @@ class Template:
         return max(1, int(round(width))), max(1, int(round(height)))
 
 
-def load_template(folder: str | Path) -> Template:
-    folder = Path(folder)
-    manifest_path = folder / MANIFEST
+def _read_manifest(manifest_path: Path) -> dict:
+    """A template's manifest as a JSON object, or a TemplateError naming the file."""
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -93,19 +92,30 @@ def load_template(folder: str | Path) -> Template:
         raise TemplateError(f"{manifest_path}: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise TemplateError(f"{manifest_path}: the manifest must be a JSON object")
+    return manifest
+
+
+def _output_size(value, manifest_path: Path) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise TemplateError(f"{manifest_path}: output_size must be [width, height]") from None
+    if not (16 <= width <= 8000 and 16 <= height <= 8000):
+        raise TemplateError(f"{manifest_path}: output_size {width}x{height} is out of range")
+    return width, height
+
+
+def load_template(folder: str | Path) -> Template:
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    manifest = _read_manifest(manifest_path)
 
     def need(key: str):
         if key not in manifest:
             raise TemplateError(f"{manifest_path}: missing field {key!r}")
         return manifest[key]
 
-    output_size = need("output_size")
-    try:
-        width, height = (int(v) for v in output_size)
-    except (TypeError, ValueError):
-        raise TemplateError(f"{manifest_path}: output_size must be [width, height]") from None
-    if not (16 <= width <= 8000 and 16 <= height <= 8000):
-        raise TemplateError(f"{manifest_path}: output_size {width}x{height} is out of range")
+    width, height = _output_size(need("output_size"), manifest_path)
     points = need("print_area")
     if (
         not isinstance(points, list)

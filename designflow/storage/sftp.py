@@ -565,24 +565,28 @@ class SftpNas:
                 except FileNotFoundError:
                     continue  # removed while we listed
                 for entry in listed:
-                    if entry.filename.startswith("."):
-                        continue
-                    full = posixpath.join(folder, entry.filename)
-                    rel = posixpath.relpath(full, self.target.base_path)
-                    mode = entry.st_mode or 0
-                    if stat.S_ISLNK(mode):
-                        target = _followed_link(sftp, full, base)
-                        if target is None:
-                            continue
-                        if target == "outside":
-                            out.append(NasEntry(rel, 0, 0.0, link_outside=True))
-                            continue
-                        entry, mode = target, target.st_mode or 0
-                    if stat.S_ISDIR(mode):
-                        stack.append(full)
-                    elif stat.S_ISREG(mode):
-                        out.append(NasEntry(rel, entry.st_size or 0, float(entry.st_mtime or 0)))
+                    if not entry.filename.startswith("."):
+                        self._take_entry(
+                            sftp, base, posixpath.join(folder, entry.filename), entry, stack, out
+                        )
         return sorted(out, key=lambda e: e.path)
+
+    def _take_entry(self, sftp, base: str, full: str, entry, stack: list, out: list) -> None:
+        """One listed name: a folder to walk, a file to take, a link followed inside `base`."""
+        rel = posixpath.relpath(full, self.target.base_path)
+        mode = entry.st_mode or 0
+        if stat.S_ISLNK(mode):
+            target = _followed_link(sftp, full, base)
+            if target is None:
+                return
+            if target == "outside":
+                out.append(NasEntry(rel, 0, 0.0, link_outside=True))
+                return
+            entry, mode = target, target.st_mode or 0
+        if stat.S_ISDIR(mode):
+            stack.append(full)
+        elif stat.S_ISREG(mode):
+            out.append(NasEntry(rel, entry.st_size or 0, float(entry.st_mtime or 0)))
 
     def folders(self, prefix: str) -> list[str]:
         with self.pool.connection() as conn:
