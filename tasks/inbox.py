@@ -16,10 +16,8 @@ from designflow.ingest.inbox import (
     LocalInboxFolder,
     NasInboxFolder,
     SweepBusy,
-    move_processed,
-    move_quarantined,
+    file_sweep_outcomes,
     scan_inbox,
-    still_being_written,
 )
 from designflow.ingest.sources import NAS_PREFIX
 from designflow.storage.nas import check_user_id
@@ -77,40 +75,7 @@ def file_swept(
     """Move what the upload accounted for: stored and duplicates to processed/, rejected to
     quarantine/ with the reason, unless the file was still being written (it waits). Failed
     files stay for the next sweep. Returns one outcome row per file as well."""
-    folder = inbox_folder(inbox, user_id)
-    moved: dict[str, list] = {"processed": [], "quarantined": [], "left": [], "waiting": []}
-    rows = []
-
-    def row(name: str, outcome: str, detail: str) -> None:
-        rows.append({"file": folder.relative(name), "outcome": outcome, "detail": detail})
-
-    for kind, entries in (("stored", report["stored"]), ("duplicate", report["duplicates"])):
-        for entry in entries:
-            if folder.exists(entry["file"]):
-                moved["processed"].append(move_processed(folder, entry["file"]))
-                detail = (
-                    f"duplicate of design {entry['duplicate_of']}" if kind == "duplicate" else ""
-                )
-                row(entry["file"], kind, detail)
-    for entry in report["rejected"]:
-        name, reason = entry["file"], entry["reason"]
-        if still_being_written(folder, scan, name, reason, settle_seconds):
-            moved["waiting"].append(name)
-            row(name, "waiting", f"still being written ({reason})")
-        elif folder.exists(name):
-            moved["quarantined"].append(move_quarantined(folder, name, reason))
-            row(name, "quarantined", reason)
-    for name in scan.outside:
-        reason = "symbolic link pointing outside the inbox or back at itself: not followed"
-        moved["quarantined"].append(move_quarantined(folder, name, reason, link=True))
-        row(name, "quarantined", reason)
-    for entry in report.get("failed", []):
-        moved["left"].append(entry["file"])
-        row(entry["file"], "left for retry", entry["reason"])
-    for name in scan.waiting:
-        row(name, "waiting", "still being written")
-    moved["rows"] = rows
-    return moved
+    return file_sweep_outcomes(inbox_folder(inbox, user_id), report, scan, settle_seconds)
 
 
 @task(name="publish-sweep-outcomes", cache_policy=NO_CACHE, persist_result=False)

@@ -341,3 +341,52 @@ def _load_state(folder: InboxFolder) -> dict[str, list[float]]:
         return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except ValueError:
         return {}
+
+
+# The reason a symbolic link out of the inbox (or a loop) is quarantined with.
+LINK_NOT_FOLLOWED = "symbolic link pointing outside the inbox or back at itself: not followed"
+
+
+def file_sweep_outcomes(
+    folder: InboxFolder, report: dict, scan: InboxScan, settle_seconds: float
+) -> dict:
+    """Move what the upload accounted for: stored and duplicates to processed/, rejected to
+    quarantine/ with the reason, unless the file was still being written (it waits). Failed
+    files stay for the next sweep. Returns the names moved or left, by fate, and one outcome
+    row per file (`rows`)."""
+    moved: dict[str, list] = {"processed": [], "quarantined": [], "left": [], "waiting": []}
+    rows: list[dict] = []
+
+    def row(name: str, outcome: str, detail: str) -> None:
+        rows.append({"file": folder.relative(name), "outcome": outcome, "detail": detail})
+
+    for kind, entries in (("stored", report["stored"]), ("duplicate", report["duplicates"])):
+        for entry in (e for e in entries if folder.exists(e["file"])):
+            moved["processed"].append(move_processed(folder, entry["file"]))
+            of = f"duplicate of design {entry['duplicate_of']}" if kind == "duplicate" else ""
+            row(entry["file"], kind, of)
+    for entry in report["rejected"]:
+        _file_rejected(folder, scan, entry["file"], entry["reason"], settle_seconds, moved, row)
+    for name in scan.outside:
+        moved["quarantined"].append(move_quarantined(folder, name, LINK_NOT_FOLLOWED, link=True))
+        row(name, "quarantined", LINK_NOT_FOLLOWED)
+    for entry in report.get("failed", []):
+        moved["left"].append(entry["file"])
+        row(entry["file"], "left for retry", entry["reason"])
+    for name in scan.waiting:
+        row(name, "waiting", "still being written")
+    moved["rows"] = rows
+    return moved
+
+
+def _file_rejected(
+    folder: InboxFolder, scan: InboxScan, name: str, reason: str, settle_seconds: float,
+    moved: dict[str, list], row: Callable[[str, str, str], None],
+) -> None:  # fmt: skip
+    """A rejected file waits while it may still be being written, else goes to quarantine."""
+    if still_being_written(folder, scan, name, reason, settle_seconds):
+        moved["waiting"].append(name)
+        row(name, "waiting", f"still being written ({reason})")
+    elif folder.exists(name):
+        moved["quarantined"].append(move_quarantined(folder, name, reason))
+        row(name, "quarantined", reason)
