@@ -298,39 +298,8 @@ def template_from_psd(
     name: str, path: str | Path, layer_name: str | None = None, size: tuple[int, int] | None = None
 ) -> TemplateDraft:
     path = Path(path)
-    if not path.is_file():
-        raise TemplateError(f"{path}: no such file")
-    check_psd_header(path)
-    try:
-        from psd_tools import PSDImage
-    except ImportError:  # pragma: no cover - a dependency
-        raise TemplateError(
-            "importing PSD mockups needs psd-tools (pip install psd-tools)"
-        ) from None
-    try:
-        psd = PSDImage.open(path)
-        layers = list(psd.descendants())
-    except Exception as exc:  # psd-tools raises many kinds on a damaged file
-        raise TemplateError(
-            f"{path}: psd-tools cannot read it ({type(exc).__name__}: {exc})"
-        ) from None
-    smart = [layer for layer in layers if layer.kind == "smartobject"]
-    if layer_name is not None:
-        named = [layer for layer in smart if layer.name == layer_name]
-        if not named:
-            names = ", ".join(repr(layer.name) for layer in smart) or "none"
-            raise TemplateError(
-                f"{path}: no smart object layer named {layer_name!r} (smart objects: {names})"
-            )
-        smart = named[:1]
-    if not smart:
-        raise TemplateError(f"{path}: no smart object layer (the layer where the design goes)")
-    if len(smart) > 1:
-        names = ", ".join(repr(layer.name) for layer in smart)
-        raise TemplateError(
-            f"{path}: {len(smart)} smart object layers ({names}); choose one with --layer"
-        )
-    target = smart[0]
+    psd, layers = _open_psd(path)
+    target = _smart_object(path, layers, layer_name)
     box = target.smart_object.transform_box
     if box is None:
         raise TemplateError(f"{path}: smart object {target.name!r} has no placement (transform)")
@@ -371,6 +340,47 @@ def template_from_psd(
         name, base, quad, shading if shading is not None else derived_shading, displacement,
         strength, source,
     )  # fmt: skip
+
+
+def _open_psd(path: Path):
+    """The PSD and its layers (all, nested ones included), or a TemplateError saying why."""
+    if not path.is_file():
+        raise TemplateError(f"{path}: no such file")
+    check_psd_header(path)
+    try:
+        from psd_tools import PSDImage
+    except ImportError:  # pragma: no cover - a dependency
+        raise TemplateError(
+            "importing PSD mockups needs psd-tools (pip install psd-tools)"
+        ) from None
+    try:
+        psd = PSDImage.open(path)
+        return psd, list(psd.descendants())
+    except Exception as exc:  # psd-tools raises many kinds on a damaged file
+        raise TemplateError(
+            f"{path}: psd-tools cannot read it ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _smart_object(path: Path, layers: list, layer_name: str | None):
+    """The one smart object layer where the design goes (named by `layer_name` if given)."""
+    smart = [layer for layer in layers if layer.kind == "smartobject"]
+    if layer_name is not None:
+        named = [layer for layer in smart if layer.name == layer_name]
+        if not named:
+            names = ", ".join(repr(layer.name) for layer in smart) or "none"
+            raise TemplateError(
+                f"{path}: no smart object layer named {layer_name!r} (smart objects: {names})"
+            )
+        smart = named[:1]
+    if not smart:
+        raise TemplateError(f"{path}: no smart object layer (the layer where the design goes)")
+    if len(smart) > 1:
+        names = ", ".join(repr(layer.name) for layer in smart)
+        raise TemplateError(
+            f"{path}: {len(smart)} smart object layers ({names}); choose one with --layer"
+        )
+    return smart[0]
 
 
 def _blend(layer) -> str:
