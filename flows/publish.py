@@ -61,6 +61,54 @@ def apply_manifest(design_ids: list[int], listings_manifest: str) -> int:
     return save_listing_drafts(drafts, listings_manifest)
 
 
+def start_image_uploads(
+    creating: dict, shop_id
+) -> tuple[dict[int, PublishOutcome], dict[int, list]]:
+    """Each design's listing as it is created, and its mockup images' uploads started."""
+    outcomes: dict[int, PublishOutcome] = {}
+    uploads: dict[int, list] = {}
+    mockups = resources.catalog().mockups_of(list(creating))
+    max_images = resources.current_settings().etsy_max_images
+    for design_id, future in creating.items():
+        outcome = outcomes[design_id] = PublishOutcome(design_id, shop_id)
+        future.wait()
+        if not future.state.is_completed():
+            outcome.error = failure_reason(future.state)
+            continue
+        listing = future.result()
+        outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
+        planned, outcome.skipped = plan_images(
+            [m for m in mockups if m["design_id"] == design_id], listing["title"], max_images
+        )
+        uploads[design_id] = [
+            upload_mockup_image.submit(design_id, outcome.listing_id, p, listing["on_etsy"])
+            for p in planned
+        ]
+    return outcomes, uploads
+
+
+def finish_listings(outcomes: dict[int, PublishOutcome], uploads: dict[int, list], logger) -> list:
+    """Each design's uploaded images (or the error that wins) and its listing finished."""
+    finishing = []
+    for design_id, futures in uploads.items():
+        outcome = outcomes[design_id]
+        for future in futures:
+            if future.state.is_completed():
+                outcome.images.append(future.result())
+            else:
+                outcome.error = f"image upload failed: {failure_reason(future.state)}"
+        if outcome.error is None:
+            finishing.append(finish_listing.submit(design_id, outcome.skipped))
+        for skipped in outcome.skipped:
+            logger.info("design %d: %s not uploaded: %s",
+                        design_id, skipped["template_id"], skipped["reason"])  # fmt: skip
+        logger.info(
+            "design %d: draft listing %s (%s), %d image(s)",
+            design_id, outcome.listing_id, outcome.action, len(outcome.images),
+        )  # fmt: skip
+    return finishing
+
+
 def publish_designs(design_ids: list[int]) -> dict:
     """The publishing steps as tasks of the calling flow (publish-listing, or the mockup run).
     Returns {"shop": ..., "listings": [...], "skipped": message or None}."""
@@ -85,50 +133,9 @@ def publish_designs(design_ids: list[int]) -> dict:
         listings = [PublishOutcome(d, shop["shop_id"], error=reason).as_dict() for d in drafts]
         return {"shop": shop, "listings": listings, "skipped": None}
     creating = {d: create_listing.submit(d, profiles.result()) for d in design_ids if d in drafts}
-    outcomes: dict[int, PublishOutcome] = {}
-    uploads: dict[int, list] = {}
-    plans: dict[int, list] = {}
-    mockups = resources.catalog().mockups_of(list(creating))
-    max_images = resources.current_settings().etsy_max_images
-    for design_id, future in creating.items():
-        outcome = outcomes[design_id] = PublishOutcome(design_id, shop["shop_id"])
-        future.wait()
-        if not future.state.is_completed():
-            outcome.error = failure_reason(future.state)
-            continue
-        listing = future.result()
-        outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
-        planned, outcome.skipped = plan_images(
-            [m for m in mockups if m["design_id"] == design_id], listing["title"], max_images
-        )
-        plans[design_id] = planned
-        uploads[design_id] = [
-            upload_mockup_image.submit(design_id, outcome.listing_id, p, listing["on_etsy"])
-            for p in planned
-        ]
+    outcomes, uploads = start_image_uploads(creating, shop["shop_id"])
     wait([f for fs in uploads.values() for f in fs])
-    finishing = []
-    for design_id, futures in uploads.items():
-        outcome = outcomes[design_id]
-        for future in futures:
-            if future.state.is_completed():
-                outcome.images.append(future.result())
-            else:
-                outcome.error = f"image upload failed: {failure_reason(future.state)}"
-        if outcome.error is None:
-            finishing.append(finish_listing.submit(design_id, outcome.skipped))
-        for skipped in outcome.skipped:
-            logger.info(
-                "design %d: %s not uploaded: %s",
-                design_id,
-                skipped["template_id"],
-                skipped["reason"],
-            )
-        logger.info(
-            "design %d: draft listing %s (%s), %d image(s)",
-            design_id, outcome.listing_id, outcome.action, len(outcome.images),
-        )  # fmt: skip
-    wait(finishing)
+    wait(finish_listings(outcomes, uploads, logger))
     listings = [o.as_dict() for o in outcomes.values()]
     create_table_artifact(
         key="etsy-listings",
