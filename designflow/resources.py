@@ -19,6 +19,7 @@ from designflow.storage.nas import Nas, NasError, nas_from_url
 
 if TYPE_CHECKING:
     from designflow.etsy.client import EtsyClient
+    from designflow.ingest.roots import SourceRoots
     from designflow.ingest.sources import RemoteLocation
     from designflow.mockups.render import Template
 
@@ -112,6 +113,21 @@ class Resources:
                 else:
                     self._nas = nas_from_url(s.nas_url, s)
             return self._nas
+
+    def source_roots(self, user_id: str, from_deployment: bool) -> SourceRoots | None:
+        """The folders a run for this seller may read (None: any). Set by
+        DESIGNFLOW_SOURCE_ROOTS; unset, a run started by a deployment may read the inbox and
+        the NAS, and a run started on one's own machine any path its user can."""
+        from designflow.ingest.roots import default_deployment_roots, parse_source_roots
+        from designflow.storage.nas import LocalNas
+
+        text = self.settings.source_roots
+        if text is None:
+            if not from_deployment:
+                return None
+            text = default_deployment_roots(self.settings.inbox)
+        nas = self.nas()
+        return parse_source_roots(text, user_id, nas.root if isinstance(nas, LocalNas) else None)
 
     def release_nas(self) -> None:
         """End of a run: close idle NAS connections (the pool itself stays usable)."""

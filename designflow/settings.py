@@ -69,6 +69,12 @@ class Settings:
     # Images per listing: Etsy's spec allows up to 20.
     etsy_max_images: int = 20
     listing_defaults: ListingDefaults = field(default_factory=ListingDefaults)
+    # Where a run may read its files (designflow.ingest.roots): None means any path for the
+    # CLI and the inbox plus the NAS for runs started by a deployment.
+    source_roots: str | None = None
+    # The Prefect API's shared secret (designflow.ops.api_auth).
+    api_auth_file: Path = Path("~/.designflow/api-auth")
+    api_auth_file_set: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +115,11 @@ class Settings:
             etsy_backoff_s=_number(env, "DESIGNFLOW_ETSY_BACKOFF_SECONDS", 0.5),
             etsy_max_images=min(20, int(_number(env, "DESIGNFLOW_ETSY_MAX_IMAGES", 20))),
             listing_defaults=_listing_defaults(env),
+            source_roots=env.get("DESIGNFLOW_SOURCE_ROOTS", "").strip() or None,
+            api_auth_file=Path(
+                env.get("DESIGNFLOW_API_AUTH_FILE") or home / "api-auth"
+            ).expanduser(),
+            api_auth_file_set=bool(env.get("DESIGNFLOW_API_AUTH_FILE")),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:

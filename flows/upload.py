@@ -45,7 +45,12 @@ from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
 from designflow.tasks.nas import upload_batch_to_nas
 from designflow.tasks.reporting import UploadProgress, publish_upload_report
-from designflow.tasks.resources import current_settings, release_nas, staging_folder
+from designflow.tasks.resources import (
+    check_source,
+    current_settings,
+    release_nas,
+    staging_folder,
+)
 from designflow.tasks.retry import io_retry_delays
 from designflow.tasks.runners import fingerprint_runner_kind, fingerprint_task_runner
 
@@ -124,9 +129,11 @@ def upload_designs(
     prepare_catalog()
     # A manifest with a missing title fails the run here, before any file or Etsy call.
     listings = (
-        read_manifest(listings_manifest, settings.listing_defaults) if listings_manifest else {}
+        read_manifest(check_source(listings_manifest, user_id), settings.listing_defaults)
+        if listings_manifest
+        else {}
     )
-    files, unusable = collect_files(paths)
+    files, unusable = collect_files(paths, user_id)
     batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images)
     report = UploadReport(flow_run_id=run_id, user_id=user_id)
     report.rejected.extend(RejectedFile(u.path, u.reason) for u in unusable)

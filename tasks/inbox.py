@@ -21,13 +21,14 @@ from designflow.ingest.inbox import (
 )
 from designflow.ingest.sources import NAS_PREFIX
 from designflow.storage.nas import check_user_id
-from designflow.tasks.resources import current
+from designflow.tasks.resources import check_source, current
 
 
 def inbox_folder(inbox: str, user_id: str) -> InboxFolder:
     """A seller's inbox folder: `nas:<path>` on the NAS (a folder under a local-folder NAS),
-    anything else a local path."""
+    anything else a local path. A run may sweep only an allowed source folder."""
     check_user_id(user_id)
+    check_source(f"{inbox.rstrip('/')}/{user_id}", user_id)
     if not inbox.startswith(NAS_PREFIX):
         return LocalInboxFolder(Path(inbox) / user_id)
     resources = current()

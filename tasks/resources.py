@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from designflow import resources as core
 from designflow.catalog import Catalog
+from designflow.ingest.roots import SourceRoots
 from designflow.resources import BlockReaders, EtsyNotConfigured, EtsyShop, Resources
 from designflow.settings import Settings
 from designflow.storage.nas import Nas
@@ -114,3 +115,21 @@ def staging_folder(run_key: str) -> str:
 
 def close_all() -> None:
     core.close_current()
+
+
+def started_by_deployment() -> bool:
+    """True inside a run (or a task of one) that a deployment started: its parameters came
+    through the Prefect API, so what it may read is limited (designflow.ingest.roots)."""
+    from prefect.runtime import deployment
+
+    return deployment.id is not None
+
+
+def source_roots(user_id: str) -> SourceRoots | None:
+    return current().source_roots(user_id, started_by_deployment())
+
+
+def check_source(name: str, user_id: str) -> str:
+    """`name` if this run may read it, else SourceNotAllowed (the run's error says why)."""
+    roots = source_roots(user_id)
+    return roots.check(name) if roots is not None else name

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from designflow.ops.api_auth import basic_auth
 from tests.conftest import _url_for_database
 from tests.relay import TcpToUnixRelay
 from tests.sftp_servers import free_port, start_sftp_server
@@ -59,12 +60,17 @@ class Machines:
             env=dict(self.base, PREFECT_HOME=str(root / "server-prefect"), DESIGNFLOW_HOME=str(root / "server-home")),
             stdout=self._server_log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        # The server makes its API secret in its DESIGNFLOW_HOME on start; the other machines
+        # are given the file (as an operator copies it).
+        self.auth_file = root / "server-home" / "api-auth"
         self.shared = {
             "PREFECT_API_URL": self.api_url,
+            "DESIGNFLOW_API_AUTH_FILE": str(self.auth_file),
             "DESIGNFLOW_DATABASE_URL": self.catalog_tcp,
             **self.nas.env(),
             "DESIGNFLOW_TEMPLATES": "nas:templates",
             "DESIGNFLOW_INBOX": "nas:inbox",
+            "DESIGNFLOW_SOURCE_ROOTS": "nas:uploads,nas:inbox,nas:sellers/{user_id}",
         }
         self.workers: dict[str, subprocess.Popen] = {}
         self._logs: list = []
@@ -74,6 +80,7 @@ class Machines:
         except BaseException:
             self.close()
             raise
+        self.api.auth = basic_auth(self.auth_file.read_text().strip())
 
     def _wait_for_server(self) -> None:
         deadline = time.monotonic() + 120

@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     _results_under_designflow_home()
+    problem = _api_auth_for_clients()
+    if problem:
+        err.print(problem)
+        return 2
     command = next(
         (a for a in (args if args is not None else sys.argv[1:]) if not a.startswith("-")), None
     )
@@ -80,6 +84,28 @@ def _results_under_designflow_home() -> None:
     from designflow.settings import Settings
 
     os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Settings.from_env().home / "results")
+
+
+def _api_auth_for_clients() -> str | None:
+    """This process and the processes it starts talk to a `designflow server` with its
+    secret (designflow.ops.api_auth): from PREFECT_API_AUTH_STRING if set, else from the
+    auth file when there is one. Returns what is wrong with an auth file that was asked
+    for and cannot be used."""
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        return None
+    from designflow.ops.api_auth import ApiAuthError, read_api_auth
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        secret = read_api_auth(settings.api_auth_file)
+    except ApiAuthError as exc:
+        return f"DESIGNFLOW_API_AUTH_FILE: {exc}"
+    if secret is None and settings.api_auth_file_set:
+        return f"DESIGNFLOW_API_AUTH_FILE: no such file: {settings.api_auth_file}"
+    if secret is not None:
+        os.environ["PREFECT_API_AUTH_STRING"] = secret
+    return None
 
 
 # Commands that run flows in this process (on Prefect's temporary server when no server is

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import typer
 
 from designflow.cli.app import app, err, fail
+from designflow.ops.api_auth import ApiAuthError
 
 
 @app.command()
@@ -18,6 +19,10 @@ def server(
     database_url: str | None = typer.Option(
         None, "--database-url",
         help="PostgreSQL for Prefect's own tables (libpq URL); default: the embedded PostgreSQL, database 'prefect'",
+    ),
+    auth: bool = typer.Option(
+        True, "--auth/--no-auth",
+        help="require the shared secret of DESIGNFLOW_API_AUTH_FILE (made on first start) on every API call",
     ),
 ) -> int:  # fmt: skip
     """Start a Prefect server on PostgreSQL: for several workers and a web app that triggers
@@ -32,6 +37,17 @@ def server(
         return fail(f"cannot prepare Prefect's database: {type(exc).__name__}")
     env = dict(os.environ, PREFECT_API_DATABASE_CONNECTION_URL=connection)
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if auth:
+        try:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = server_secret(env)
+        except ApiAuthError as exc:
+            return fail(str(exc))
+        env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]
+        err.print(f"API auth on: clients need the secret in {Settings.from_env().api_auth_file}"
+                  " (DESIGNFLOW_API_AUTH_FILE on their machine)")  # fmt: skip
+    else:
+        env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
+        err.print("API auth OFF: anyone who reaches this port can start runs and read results")
     where = (
         "the embedded PostgreSQL (database prefect)" if not database_url else "the given PostgreSQL"
     )
@@ -41,6 +57,15 @@ def server(
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     os.execve(sys.executable, cmd, env)  # becomes the server: signals reach it directly
     return 0  # not reached
+
+
+def server_secret(env: dict[str, str]) -> str:
+    """Prefect's own setting if given, else the auth file's secret (made if missing)."""
+    from designflow.ops.api_auth import ensure_api_auth
+    from designflow.settings import Settings
+
+    given = env.get("PREFECT_SERVER_API_AUTH_STRING")
+    return given or ensure_api_auth(Settings.from_env(env).api_auth_file)
 
 
 def asyncpg_url(conninfo: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
+from designflow.ingest.roots import NOT_ALLOWED, SourceRoots
 from designflow.ingest.sources import BadSourceName, RemoteLocation, is_remote
 from designflow.storage.nas import NasError
 
@@ -28,14 +29,20 @@ class UnusablePath:
 def collect_design_files(
     paths: Iterable[str | os.PathLike[str]],
     locate: Callable[[str], RemoteLocation | Path] | None = None,
+    allowed: SourceRoots | None = None,
 ) -> tuple[list[CandidateFile], list[UnusablePath]]:
     """Files named directly are taken whatever their extension (decoding decides); folders
     are walked recursively for image extensions, skipping hidden entries. Paths that cannot
     be used are returned with the reason instead of stopping the upload. `nas:` and
-    `sftp://` names are listed through `locate` (which says where they point)."""
+    `sftp://` names are listed through `locate` (which says where they point). With
+    `allowed`, a name outside the allowed source folders is refused, and so is a local file
+    found in an allowed folder whose links lead out of it."""
     files: list[CandidateFile] = []
     unusable: list[UnusablePath] = []
     for raw in paths:
+        if allowed is not None and allowed.problem(os.fspath(raw)):
+            unusable.append(UnusablePath(os.fspath(raw), NOT_ALLOWED))
+            continue
         if isinstance(raw, str) and is_remote(raw):
             where = _locate(raw, locate, unusable)
             if isinstance(where, RemoteLocation):
@@ -47,6 +54,10 @@ def collect_design_files(
                 continue
             raw = where
         found, problems = _collect_local(Path(raw))
+        if allowed is not None:
+            outside = [f for f in found if not allowed.allows_local(f.path)]
+            found = [f for f in found if f not in outside]
+            problems += [UnusablePath(f.path, NOT_ALLOWED) for f in outside]
         files.extend(found)
         unusable.extend(problems)
     return files, unusable

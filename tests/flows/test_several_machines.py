@@ -6,12 +6,14 @@ checkout). Runs are created over Prefect's REST API, as a web app on a third hos
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -49,6 +51,15 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         (inbox / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
         age(inbox / "broken.png")
         expected = {hashlib.sha256(p.read_bytes()).hexdigest() for p in [*design_files, *swept]}
+
+        # The API asks for the secret: a call without it (or with a wrong one) is refused.
+        unauthenticated = httpx.post(f"{cluster.api_url}/flow_runs/filter", json={}, timeout=10)
+        assert unauthenticated.status_code == 401, unauthenticated.text
+        wrong = httpx.post(f"{cluster.api_url}/flow_runs/filter", json={}, timeout=10,
+                           auth=("designflow", "guess"))  # fmt: skip
+        assert wrong.status_code == 401
+        secret = cluster.auth_file.read_text().strip()
+        assert oct(cluster.auth_file.stat().st_mode & 0o777) == "0o600"
 
         # The admin's machine deploys (results go to the NAS: it is not a local folder).
         assert "result storage: nas:prefect-results/" in cluster.deploy("machines")
@@ -114,5 +125,35 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         )  # fmt: skip
         assert status.returncode == 0, status.stderr[-3000:]
         assert "result:" in status.stdout and "nas:uploads/batch-0/d0.png" in status.stdout
+
+        # A run reads only under the allowed source folders (per seller here): not the
+        # worker's own files, not another seller's folder, even through a link.
+        for seller in ("shop", "other"):
+            (nas.root / "sellers" / seller).mkdir(parents=True)
+        own = images.write_png(nas.root / "sellers" / "shop" / "mine.png", seed=2200)
+        images.write_png(nas.root / "sellers" / "other" / "theirs.png", seed=2201)
+        (nas.root / "sellers" / "shop" / "peek").symlink_to(nas.root / "sellers" / "other")
+        probe = cluster.run("upload-designs/upload-designs", {"user_id": "shop", "paths": [
+            "/etc/passwd", "nas:sellers/other/", "nas:sellers/shop/../other/theirs.png",
+            "nas:sellers/shop/"]})  # fmt: skip
+        (final,) = cluster.wait_final([probe]).values()
+        assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+        result = subprocess.run(
+            [sys.executable, "-m", "designflow.cli", "status", probe, "--json"],
+            env=cluster.admin_env("reader"), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        report = json.loads(result.stdout)["result"]
+        rejected = {r["file"]: r["reason"] for r in report["rejected"]}
+        assert rejected["/etc/passwd"] == "not under an allowed source folder", rejected
+        assert rejected["nas:sellers/other/"] == "not under an allowed source folder", rejected
+        assert [s["file"] for s in report["stored"]] == ["nas:sellers/shop/mine.png"], report
+        assert hashlib.sha256(own.read_bytes()).hexdigest() == report["stored"][0]["sha256"]
+        assert not any("theirs" in s["file"] for s in report["stored"])
+
+        # The secret is in no log of the server, the workers or the commands above.
+        logs = [(tmp_path / "server.log").read_text(errors="replace"), *ran,
+                *(cluster.worker_log(n) for n in ("machine-1", "machine-2")), status.stdout,
+                status.stderr, result.stdout, result.stderr]  # fmt: skip
+        assert not any(secret.split(":", 1)[1] in log for log in logs)
     finally:
         cluster.close()
