@@ -43,7 +43,9 @@ def background(prefect_harness, pg_admin_url: str, tmp_path_factory):
     from designflow.deployments.deploy import deploy_all
 
     deploy_all(pool)
-    worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1")
+    # Runs the worker takes came through the API: they may read this test's folder only.
+    worker_env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONUNBUFFERED="1",
+                      DESIGNFLOW_SOURCE_ROOTS=str(root))  # fmt: skip
     log = open(root / "worker.log", "wb")  # noqa: SIM115
     state = {
         "pool": pool,

@@ -33,7 +33,9 @@ def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_pat
     from prefect.settings import PREFECT_API_URL
 
     design = images.write_png(designflow_env.inputs / "served.png", seed=4242)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    # Served deployments are started through the API: they read only the allowed folders.
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(),
+               DESIGNFLOW_SOURCE_ROOTS=str(designflow_env.inputs))  # fmt: skip
     log_path = tmp_path / "serve.log"
     log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -54,7 +56,7 @@ def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_pat
             # serve runs what is triggered (no worker runs in this test session any more).
             upload = client.read_deployment_by_name("upload-designs/upload-designs")
             run = client.create_flow_run_from_deployment(
-                upload.id, parameters={"paths": [str(design)], "user_id": "served"}
+                upload.id, parameters={"paths": [str(design), "/etc/passwd"], "user_id": "served"}
             )
             while not (state := client.read_flow_run(run.id).state).is_final():
                 assert proc.poll() is None, log_path.read_text()
@@ -63,6 +65,9 @@ def test_serve_registers_schedules_runs_a_flow_and_stops(designflow_env, tmp_pat
             assert state.is_completed(), state.message
             report = state.result(raise_on_failure=False)
             assert [os.path.basename(s["file"]) for s in report["stored"]] == ["served.png"]
+            assert report["rejected"] == [
+                {"file": "/etc/passwd", "reason": "not under an allowed source folder"}
+            ]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert "stopped" in log_path.read_text()
