@@ -75,6 +75,17 @@ class Settings:
     # The Prefect API's shared secret (designflow.ops.api_auth).
     api_auth_file: Path = Path("~/.designflow/api-auth")
     api_auth_file_set: bool = False
+    # Operations: the fingerprint task runner ("threads" or "dask") and a Dask scheduler's
+    # address, the I/O retry backoff base, how long a stopping worker lets runs finish,
+    # Prefect's temporary server's database ("sqlite" or "postgresql"), a migrations folder
+    # other than the package's, whether DESIGNFLOW_TEMPLATES was given.
+    task_runner: str = "threads"
+    dask_address: str | None = None
+    retry_backoff_s: float = 1.0
+    worker_stop_grace_s: float = 15.0
+    temporary_server_db: str = "sqlite"
+    migrations_dir: Path | None = None
+    templates_set: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +131,17 @@ class Settings:
                 env.get("DESIGNFLOW_API_AUTH_FILE") or home / "api-auth"
             ).expanduser(),
             api_auth_file_set=bool(env.get("DESIGNFLOW_API_AUTH_FILE")),
+            task_runner=_choice(env, "DESIGNFLOW_TASK_RUNNER", ("threads", "dask")),
+            dask_address=env.get("DESIGNFLOW_DASK_ADDRESS") or None,
+            retry_backoff_s=_number(env, "DESIGNFLOW_RETRY_BACKOFF_SECONDS", 1.0),
+            worker_stop_grace_s=_number(env, "DESIGNFLOW_WORKER_STOP_GRACE_SECONDS", 15.0),
+            temporary_server_db=_choice(
+                env, "DESIGNFLOW_TEMPORARY_SERVER_DB", ("sqlite", "postgresql")
+            ),
+            migrations_dir=Path(env["DESIGNFLOW_MIGRATIONS_DIR"])
+            if env.get("DESIGNFLOW_MIGRATIONS_DIR")
+            else None,
+            templates_set=bool(env.get("DESIGNFLOW_TEMPLATES")),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:
@@ -147,6 +169,14 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first is the default), case and spaces ignored."""
+    raw = (env.get(name) or allowed[0]).strip().lower()
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

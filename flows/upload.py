@@ -23,7 +23,7 @@ from designflow.flows.publish import publish_designs
 from designflow.flows.states import failure_reason, item_outcomes
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
-from designflow.ingest.report import BatchReport, RejectedFile, UploadReport
+from designflow.ingest.report import BatchReport, RejectedFile, SkippedFile, UploadReport
 from designflow.ingest.service import BatchIngest, NasUpload, stored_name
 from designflow.storage.nas import check_user_id
 from designflow.tasks.catalog import (
@@ -81,6 +81,20 @@ class UploadIncomplete(RuntimeError):
         return (type(self), (self.report,))
 
 
+class NothingToUpload(UploadIncomplete):
+    """Nothing the seller named could be read (a mistyped path, a folder of other formats):
+    the run fails, with the report saying why for each name."""
+
+    def __init__(self, report: dict) -> None:
+        self.report = report
+        named = [*report["rejected"], *report["skipped"]]
+        RuntimeError.__init__(
+            self,
+            "nothing to upload: "
+            + "; ".join(stored_name(f"{r['file']}: {r['reason']}") for r in named[:5]),
+        )
+
+
 # The upload flow's own runner decodes ahead: while batch N waits on the NAS and the catalog,
 # the fingerprints of batch N+1 are being computed (decoding is the dominant cost).
 @flow(
@@ -136,7 +150,8 @@ def upload_designs(
     files, unusable = collect_files(paths, user_id)
     batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images)
     report = UploadReport(flow_run_id=run_id, user_id=user_id)
-    report.rejected.extend(RejectedFile(u.path, u.reason) for u in unusable)
+    report.rejected.extend(RejectedFile(u.path, u.reason) for u in unusable if not u.skipped)
+    report.skipped.extend(SkippedFile(u.path, u.reason) for u in unusable if u.skipped)
     logger.info(
         "upload for %s: %d file(s) in %d batch(es); user has %d existing designs",
         user_id, len(files), len(batches), count_user_designs(user_id),
@@ -165,6 +180,8 @@ def upload_designs(
             logger.warning("run metrics not recorded: %s", failure_reason(metrics))
     if report.failed:
         raise UploadIncomplete(result)
+    if report.nothing_usable():
+        raise NothingToUpload(result)
     return result
 
 

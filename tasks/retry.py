@@ -3,12 +3,11 @@ only when the failure can heal (designflow.errors.is_transient)."""
 
 from __future__ import annotations
 
-import os
-
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from designflow.errors import is_transient
+from designflow.settings import Settings
 
 IO_RETRIES = 3
 IO_RETRY_JITTER = 0.5
@@ -17,7 +16,7 @@ IO_RETRY_JITTER = 0.5
 def io_retry_delays() -> list[float]:
     """1 s, 2 s, 4 s (+/- jitter) by default; DESIGNFLOW_RETRY_BACKOFF_SECONDS sets the base,
     read at run time so a deployment or a test can change it without a restart."""
-    base = float(os.environ.get("DESIGNFLOW_RETRY_BACKOFF_SECONDS", "1"))
+    base = Settings.from_env().retry_backoff_s
     return exponential_backoff(backoff_factor=base)(IO_RETRIES)
 
 

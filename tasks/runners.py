@@ -7,16 +7,13 @@ DESIGNFLOW_TASK_RUNNER=dask      prefect-dask's DaskTaskRunner: a local cluster,
 
 from __future__ import annotations
 
-import os
-
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from designflow.settings import Settings
 
 
 def fingerprint_runner_kind() -> str:
-    kind = (os.environ.get("DESIGNFLOW_TASK_RUNNER") or "threads").strip().lower()
-    if kind not in ("threads", "dask"):
-        raise ValueError(f"DESIGNFLOW_TASK_RUNNER must be 'threads' or 'dask', got {kind!r}")
-    return kind
+    return Settings.from_env().task_runner
 
 
 def fingerprint_task_runner():
@@ -28,7 +25,7 @@ def fingerprint_task_runner():
         raise RuntimeError(
             "DESIGNFLOW_TASK_RUNNER=dask needs prefect-dask: pip install -e '.[dask]'"
         ) from None
-    address = os.environ.get("DESIGNFLOW_DASK_ADDRESS")
+    address = Settings.from_env().dask_address
     if address:
         return DaskTaskRunner(address=address)
     # Two worker processes of two threads: one per core, threads for Pillow's released GIL.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +24,10 @@ from designflow.errors import PermanentError
 def migrations_dir() -> Path:
     """The ordered SQL files: package data of `designflow.migrations` (the top-level
     `migrations/` folder of a checkout), or DESIGNFLOW_MIGRATIONS_DIR."""
-    override = os.environ.get("DESIGNFLOW_MIGRATIONS_DIR")
-    if override:
-        return Path(override)
-    return Path(str(resources.files("designflow.migrations")))
+    from designflow.settings import Settings
+
+    override = Settings.from_env().migrations_dir
+    return override or Path(str(resources.files("designflow.migrations")))
 
 
 CONNECT_TIMEOUT_S = 10

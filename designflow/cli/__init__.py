@@ -151,7 +151,9 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
             for service in TEMPORARY_SERVER_OFF
         }
     )
-    wanted = os.environ.get("DESIGNFLOW_TEMPORARY_SERVER_DB", "sqlite").strip().lower()
+    from designflow.settings import Settings
+
+    wanted = Settings.from_env().temporary_server_db
     if wanted == "postgresql" and "PREFECT_API_DATABASE_CONNECTION_URL" not in os.environ:
         from designflow.catalog.embedded import embedded_database_url
         from designflow.cli.server import asyncpg_url

@@ -3,7 +3,6 @@ Photoshop mockup."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -31,7 +30,7 @@ def _writable_resources():
 
     settings = Settings.from_env()
     examples = str(resources.files("designflow.examples") / "templates")
-    if not os.environ.get("DESIGNFLOW_TEMPLATES") and settings.templates == examples:
+    if not settings.templates_set and settings.templates == examples:
         shutil.copytree(examples, settings.home / "templates", dirs_exist_ok=True)
     return _resources()
 

@@ -154,9 +154,13 @@ def print_report(report: dict, as_json: bool) -> None:
         out(f"  rejected   {r['file']}: {r['reason']}")
     for f in report.get("failed", []):
         out(f"  failed     {f['file']}: {f['reason']}")
+    for k in report.get("skipped", []):
+        out(f"  skipped    {k['file']}: {k['reason']}")
     for line in mockup_and_listing_lines(report):
         out(line)
     out(
         f"{counts['stored']} stored, {counts['duplicates']} duplicate(s), "
-        f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed in {report['batches']} batch(es)"
+        f"{counts['rejected']} rejected, {counts.get('failed', 0)} failed"
+        + (f", {counts['skipped']} skipped" if counts.get("skipped") else "")
+        + f" in {report['batches']} batch(es)"
     )

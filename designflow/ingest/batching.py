@@ -24,6 +24,26 @@ class CandidateFile:
 class UnusablePath:
     path: str
     reason: str
+    skipped: bool = False  # not a design at all (another format, hidden): listed, not an error
+
+
+# Formats sellers keep beside their designs, named in the reason a file is skipped.
+_FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".pdf": "PDF", ".psd": "PSD",
+                 ".svg": "SVG", ".ai": "Illustrator", ".eps": "EPS", ".heic": "HEIC"}  # fmt: skip
+ACCEPTED = "PNG, JPEG, WebP or GIF"
+
+
+def skip_reason(name: str) -> str | None:
+    """Why a file found in a folder is not taken as a design, or None to take it."""
+    if name.startswith("."):
+        return "hidden file"
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    kind = _FORMAT_NAMES.get(suffix) or (
+        f"a {suffix} file" if suffix else "a file without extension"
+    )
+    return f"{kind} is not an accepted format ({ACCEPTED})"
 
 
 def collect_design_files(
@@ -68,8 +88,8 @@ def _collect_local(path: Path) -> tuple[list[CandidateFile], list[UnusablePath]]
     try:
         if path.is_dir():
             found, problems = _walk_folder(path)
-            if not found and not problems:
-                problems = [UnusablePath(str(path), "folder contains no design files")]
+            if not found and not any(not p.skipped for p in problems):
+                problems.append(UnusablePath(str(path), "folder contains no design files"))
             return found, problems
         if path.exists():
             return [CandidateFile(str(path), _size(path))], []
@@ -122,9 +142,11 @@ def _list_remote(
                     where.name(entry.path), f"symbolic link to a file outside {name}: not followed"
                 )
             )
-        elif Path(entry.path).suffix.lower() in IMAGE_EXTENSIONS:
+        elif why := skip_reason(Path(entry.path).name):
+            problems.append(UnusablePath(where.name(entry.path), why, skipped=True))
+        else:
             found.append(CandidateFile(where.name(entry.path), entry.size))
-    if not found and not problems:
+    if not found and not any(not p.skipped for p in problems):
         problems.append(UnusablePath(name, "folder contains no design files"))
     return found, problems
 
@@ -140,9 +162,12 @@ def _walk_folder(folder: Path) -> tuple[list[CandidateFile], list[UnusablePath]]
 
     inside = folder.resolve()
     for root, dirs, names in os.walk(folder, onerror=on_error):
+        problems += [UnusablePath(str(Path(root) / d), "hidden folder", skipped=True)
+                     for d in sorted(dirs) if d.startswith(".")]  # fmt: skip
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            if why := skip_reason(name):
+                problems.append(UnusablePath(str(Path(root) / name), why, skipped=True))
                 continue
             entry = _folder_entry(Path(root) / name, inside, folder)
             (found if isinstance(entry, CandidateFile) else problems).append(entry)  # type: ignore[arg-type]

@@ -48,6 +48,15 @@ class RejectedFile:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file in a folder that is not a design (another format, a hidden file): listed so
+    that every file the seller pointed at is accounted for."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class FailedFile:
     """A good file that could not be stored this time (NAS or catalog unavailable after
     retries). Nothing was recorded for it; uploading it again completes it."""
@@ -82,6 +91,7 @@ class UploadReport:
     duplicates: list[DuplicateDesign] = field(default_factory=list)
     rejected: list[RejectedFile] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     batches: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Mockups: background runs enqueued (async mode) or mockups made inline (sync mode).
@@ -105,6 +115,7 @@ class UploadReport:
         return (
             f"{len(self.stored)} stored, {len(self.duplicates)} duplicates, "
             f"{len(self.rejected)} rejected, {len(self.failed)} failed"
+            + (f", {len(self.skipped)} skipped" if self.skipped else "")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,6 +126,7 @@ class UploadReport:
             "duplicates": [asdict(d) for d in self.duplicates],
             "rejected": [asdict(r) for r in self.rejected],
             "failed": [asdict(f) for f in self.failed],
+            "skipped": [asdict(s) for s in self.skipped],
             "batches": self.batches,
             "timings_ms": self.timings_ms,
             "mockup_runs": self.mockup_runs,
@@ -127,6 +139,7 @@ class UploadReport:
                 "duplicates": len(self.duplicates),
                 "rejected": len(self.rejected),
                 "failed": len(self.failed),
+                "skipped": len(self.skipped),
             },
         }
 
@@ -151,4 +164,14 @@ class UploadReport:
         for f in self.failed:
             rows.append({"file": f.file, "outcome": "failed", "design_id": None,
                          "nas_path": "", "detail": f.reason})  # fmt: skip
+        for k in self.skipped:
+            rows.append({"file": k.file, "outcome": "skipped", "design_id": None,
+                         "nas_path": "", "detail": k.reason})  # fmt: skip
         return rows
+
+    def nothing_usable(self) -> bool:
+        """Nothing the seller named could be read: every name was refused before any file
+        was looked at (a mistyped path, a folder of other formats)."""
+        return not (self.stored or self.duplicates or self.failed or self.batches) and bool(
+            self.rejected or self.skipped
+        )

@@ -18,14 +18,16 @@ import time
 
 import psutil
 
-# Within 30 s of the signal, all told: runs finishing by themselves, then interrupted runs
-# reporting their crash. DESIGNFLOW_WORKER_STOP_GRACE_SECONDS sets the first.
-GRACE_SECONDS = 15.0
+from designflow.settings import Settings
+
+# Within 30 s of the signal, all told: runs finishing by themselves (15 s unless
+# DESIGNFLOW_WORKER_STOP_GRACE_SECONDS says otherwise), then interrupted runs reporting
+# their crash.
 INTERRUPT_SECONDS = 10.0
 
 
 def run_worker(cmd: list[str], env: dict[str, str]) -> int:
-    grace = float(env.get("DESIGNFLOW_WORKER_STOP_GRACE_SECONDS", GRACE_SECONDS))
+    grace = Settings.from_env(env).worker_stop_grace_s
     child = subprocess.Popen(cmd, env=env, start_new_session=True)
     stop = threading.Event()
 

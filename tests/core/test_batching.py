@@ -35,20 +35,35 @@ def test_empty_and_invalid_limits() -> None:
 
 def test_collect_walks_folders_and_reports_unusable(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/one.png", "a/b/two.JPG", "a/notes.txt", "a/.hidden.png", "a/b/three.webp"):
+    for name in ("a/one.png", "a/b/two.JPG", "a/notes.txt", "a/.hidden.png", "a/b/three.webp",
+                 "a/scan.TIFF", "a/.git/config"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "others").mkdir()
+    (tmp_path / "others" / "flyer.pdf").write_bytes(b"%PDF")
     explicit = tmp_path / "named.bin"
     explicit.write_bytes(b"y")
     found, unusable = collect_design_files(
-        [tmp_path / "a", explicit, tmp_path / "missing.png", tmp_path / "empty"]
-    )
+        [tmp_path / "a", explicit, tmp_path / "missing.png", tmp_path / "empty",
+         tmp_path / "others"]
+    )  # fmt: skip
     names = sorted(Path(f.path).name for f in found)
     assert names == ["named.bin", "one.png", "three.webp", "two.JPG"]
-    reasons = {Path(u.path).name: u.reason for u in unusable}
+    reasons = {Path(u.path).name: u.reason for u in unusable if not u.skipped}
     assert reasons == {
         "missing.png": "no such file or folder",
         "empty": "folder contains no design files",
+        "others": "folder contains no design files",
+    }
+    # Every other file found is accounted for, with why it was not taken.
+    skipped = {str(Path(u.path).relative_to(tmp_path)): u.reason for u in unusable if u.skipped}
+    assert skipped == {
+        "a/.git": "hidden folder",
+        "a/.hidden.png": "hidden file",
+        "a/notes.txt": "a .txt file is not an accepted format (PNG, JPEG, WebP or GIF)",
+        "a/scan.TIFF": "TIFF is not an accepted format (PNG, JPEG, WebP or GIF)",
+        "others/flyer.pdf": "PDF is not an accepted format (PNG, JPEG, WebP or GIF)",
     }
 
 

@@ -23,7 +23,7 @@ from tests.conftest import DesignflowEnv
 
 # The README's stable `--json` fields and their types.
 REPORT_FIELDS = {
-    "flow_run_id": str, "stored": list, "duplicates": list, "rejected": list, "failed": list,
+    "flow_run_id": str, "stored": list, "duplicates": list, "rejected": list, "failed": list, "skipped": list,
     "user_id": str, "batches": int, "counts": dict, "timings_ms": dict,
 }  # fmt: skip
 
@@ -44,7 +44,7 @@ def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
     assert {k: type(report.get(k)) for k in REPORT_FIELDS} == REPORT_FIELDS
     uuid.UUID(report["flow_run_id"])
     assert report["user_id"] == "cli-user" and report["batches"] == 1 and report["failed"] == []
-    assert report["counts"] == {"stored": 2, "duplicates": 0, "rejected": 1, "failed": 0}
+    assert report["counts"] == {"stored": 2, "duplicates": 0, "rejected": 1, "failed": 0, "skipped": 0}
     assert set(report["timings_ms"]) >= {"fingerprint", "dedup", "nas", "insert", "total"}
     assert all(isinstance(v, int | float) and v >= 0 for v in report["timings_ms"].values())
     assert {Path(s["file"]).name for s in report["stored"]} == {"one.png", "two.png"}
@@ -66,7 +66,7 @@ def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
     for duplicate in again["duplicates"]:
         assert set(duplicate) >= {"file", "duplicate_of", "distance", "kind", "nas_path"}
         assert duplicate["duplicate_of"] == ids[duplicate["file"]] and duplicate["distance"] == 0
-    assert again["counts"] == {"stored": 0, "duplicates": 2, "rejected": 1, "failed": 0}
+    assert again["counts"] == {"stored": 0, "duplicates": 2, "rejected": 1, "failed": 0, "skipped": 0}
 
 
 def test_upload_with_failed_files_exits_1(
@@ -99,6 +99,29 @@ def test_upload_human_summary(designflow_env: DesignflowEnv, capsys) -> None:
     assert main(["upload", str(path), "--user", "human"]) == 0
     out = capsys.readouterr().out
     assert "1 stored, 0 duplicate(s), 0 rejected" in out
+
+
+def test_every_file_is_accounted_for_and_a_mistyped_path_exits_1(
+    designflow_env: DesignflowEnv, capsys
+) -> None:
+    folder = designflow_env.inputs / "mixed"
+    folder.mkdir()
+    images.write_png(folder / "art.png", seed=94)
+    (folder / "scan.tif").write_bytes(b"II*\x00")
+    (folder / "readme.txt").write_text("notes")
+    assert main(["upload", str(folder), "--user", "skips"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped    {folder / 'readme.txt'}: a .txt file is not an accepted format" in out
+    assert f"skipped    {folder / 'scan.tif'}: TIFF is not an accepted format" in out
+    assert "1 stored, 0 duplicate(s), 0 rejected, 0 failed, 2 skipped" in out
+
+    # Nothing usable at all: the run fails, the report says why, exit code 1.
+    typo = designflow_env.inputs / "desgins"
+    assert main(["upload", str(typo), "--user", "skips", "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["rejected"] == [{"file": str(typo), "reason": "no such file or folder"}]
+    assert "nothing to upload" in captured.err
 
 
 def test_bad_user_id_is_a_usage_error(designflow_env: DesignflowEnv, capsys) -> None:
