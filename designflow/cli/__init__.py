@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import typer
 from typer.exceptions import TyperException
 
-from designflow.cli import catalog, etsy, runs, server, sweep, templates, trigger, upload  # noqa: F401  (registers)
+from designflow.cli import catalog, designs, etsy, runs, server, sweep, templates, trigger, upload  # noqa: F401  (registers)
 from designflow.cli.app import app, err
 
 # Help panels, each sorted by name: what a seller runs, what an operator runs.

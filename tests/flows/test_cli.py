@@ -44,7 +44,13 @@ def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
     assert {k: type(report.get(k)) for k in REPORT_FIELDS} == REPORT_FIELDS
     uuid.UUID(report["flow_run_id"])
     assert report["user_id"] == "cli-user" and report["batches"] == 1 and report["failed"] == []
-    assert report["counts"] == {"stored": 2, "duplicates": 0, "rejected": 1, "failed": 0, "skipped": 0}
+    assert report["counts"] == {
+        "stored": 2,
+        "duplicates": 0,
+        "rejected": 1,
+        "failed": 0,
+        "skipped": 0,
+    }
     assert set(report["timings_ms"]) >= {"fingerprint", "dedup", "nas", "insert", "total"}
     assert all(isinstance(v, int | float) and v >= 0 for v in report["timings_ms"].values())
     assert {Path(s["file"]).name for s in report["stored"]} == {"one.png", "two.png"}
@@ -66,7 +72,13 @@ def test_upload_json_report(designflow_env: DesignflowEnv, capsys) -> None:
     for duplicate in again["duplicates"]:
         assert set(duplicate) >= {"file", "duplicate_of", "distance", "kind", "nas_path"}
         assert duplicate["duplicate_of"] == ids[duplicate["file"]] and duplicate["distance"] == 0
-    assert again["counts"] == {"stored": 0, "duplicates": 2, "rejected": 1, "failed": 0, "skipped": 0}
+    assert again["counts"] == {
+        "stored": 0,
+        "duplicates": 2,
+        "rejected": 1,
+        "failed": 0,
+        "skipped": 0,
+    }
 
 
 def test_upload_with_failed_files_exits_1(

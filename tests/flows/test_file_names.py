@@ -38,7 +38,13 @@ def test_a_name_that_is_not_utf8_is_stored_with_the_rest(designflow_env: Designf
     state = upload_designs(paths=[str(folder)], user_id="odd", return_state=True)
     assert state.is_completed(), state.message
     report = state.result()
-    assert report["counts"] == {"stored": 4, "duplicates": 0, "rejected": 0, "failed": 0, "skipped": 0}
+    assert report["counts"] == {
+        "stored": 4,
+        "duplicates": 0,
+        "rejected": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
     names = {
         r["original_name"] for r in Catalog(designflow_env.database_url).designs_of_user("odd")
     }

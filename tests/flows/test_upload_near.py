@@ -107,3 +107,53 @@ def test_crops_are_near_duplicates_and_other_words_are_new_designs(
     assert near["duplicate_of"] == stored["design_id"]
     assert near["why"].startswith("same artwork: cropped")
     assert [Path(s["file"]).name for s in second["stored"]] == ["other-words.png"]
+
+
+def test_designs_list_and_find_show_what_a_seller_owns(
+    designflow_env: DesignflowEnv, capsys
+) -> None:
+    """`designs list` pages the seller's designs newest first; `designs find` names the
+    stored design a cropped copy shows (same artwork) and says the other-words one differs."""
+    import json
+
+    from designflow.cli import main
+    from designflow.testing import near_cases
+
+    spec = near_cases.spec(9106, size=(700, 840))
+    folder = designflow_env.inputs / "owned"
+    folder.mkdir()
+    art = near_cases.render(spec)
+    (folder / "bark.png").write_bytes(near_cases.png(art))
+    other = near_cases.render(near_cases.variants(spec)["text: other words"])
+    (folder / "taco.png").write_bytes(near_cases.png(other))
+    report = upload_designs(paths=[str(folder)], user_id="owner")
+    ids = {Path(s["file"]).name: s["design_id"] for s in report["stored"]}
+    assert set(ids) == {"bark.png", "taco.png"}
+    upload_designs(paths=[str(folder / "bark.png")], user_id="someone-else")
+
+    assert main(["designs", "list", "--user", "owner", "--per-page", "1", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["total"] == 2 and len(first["designs"]) == 1
+    assert (
+        main(["designs", "list", "--user", "owner", "--per-page", "1", "--page", "2", "--json"])
+        == 0
+    )
+    second = json.loads(capsys.readouterr().out)
+    listed = {first["designs"][0]["original_name"], second["designs"][0]["original_name"]}
+    assert listed == {"bark.png", "taco.png"}
+    assert first["designs"][0]["id"] > second["designs"][0]["id"]  # newest first
+    assert {d["mockups"] for d in first["designs"] + second["designs"]} == {0}
+
+    (folder.parent / "copy.png").write_bytes(
+        near_cases.copies_of(art, ["crop 8% each side"])["crop 8% each side"]
+    )
+    assert (
+        main(["designs", "find", str(folder.parent / "copy.png"), "--user", "owner", "--json"]) == 0
+    )
+    found = json.loads(capsys.readouterr().out)["designs"]
+    assert found[0]["design_id"] == ids["bark.png"] and found[0]["kind"] == "same artwork", found
+    assert found[0]["why"].startswith("same artwork: cropped")
+    assert all(f["kind"] != "same artwork" for f in found[1:])
+    assert main(["designs", "find", str(folder / "bark.png"), "--user", "owner"]) == 0
+    text = capsys.readouterr().out
+    assert f"{ids['bark.png']}  bark.png  distance 0  exact: the same file" in text
