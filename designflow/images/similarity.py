@@ -1,10 +1,16 @@
 """Near-duplicate search with full recall: multi-index hashing over 64-bit perceptual hashes.
 
-The 64-bit near-duplicate hash is split into 3 chunks (21, 21 and 22 bits). If two hashes
-differ in at most T bits, some chunk differs in at most floor(T / 3) bits (pigeonhole), so
-probing every chunk value within that radius and verifying the full distance finds every
-match a full scan would find. At T = 8 the radius is 2: 254-277 probe values per chunk and,
-at a million designs, a few hundred candidates per query instead of a million.
+A design's own 64-bit hashes are split into 4 chunks of 16 bits. If every chunk i were
+probed with radius r_i and two hashes differed by more than r_i bits in each, they would
+differ in at least sum(r_i + 1) bits (pigeonhole). So probing chunk values within radii that
+add up to sum(r_i + 1) > T, and checking the full distance, finds every match a full scan
+would find. At T = 8: radii (2, 1, 1, 1), 188 probes per query. The earlier layout, 3 chunks
+of 21 bits each probed at radius 2, made 785 (one index lookup each, ~4.5 us, bench): the
+16-bit chunks find ~15 rows a probe at 1M designs of random hashes instead of ~0.5, and a row
+costs far less than a lookup.
+
+The views (17 per design, views.py) keep 3 chunks of 21 and 22 bits: at 17M rows a 16-bit
+chunk value would find ~260 rows per probe.
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ from functools import lru_cache
 from itertools import combinations
 
 MASK64 = (1 << 64) - 1
-CHUNK_BITS = (21, 21, 22)
-CHUNK_SHIFTS = (43, 22, 0)
+# The designs' own hashes: (bits, shift) per chunk.
+DESIGN_CHUNKS = ((16, 48), (16, 32), (16, 16), (16, 0))
+# The views' hashes.
+VIEW_CHUNKS = ((21, 43), (21, 22), (22, 0))
 DEFAULT_DISTANCE = 8
 # phash + dhash distance above which a phash match is treated as a coincidence; chosen from
 # the quality benchmark (bench/near_duplicates.py): transformed copies stay below ~20,
 # distinct designs that happen to be within 8 bits of phash lie far above.
 DEFAULT_CONFIRM_SUM = 26
+# Masks of up to this many bits are made in SQL (the statement's masks).
+MAX_RADIUS = 3
 
 
 def unsigned(value: int) -> int:
@@ -37,16 +47,16 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & MASK64).bit_count()
 
 
-def chunks(value: int) -> tuple[int, int, int]:
+def chunks(value: int, layout: tuple[tuple[int, int], ...] = DESIGN_CHUNKS) -> tuple[int, ...]:
     u = unsigned(value)
-    return tuple(
-        (u >> shift) & ((1 << bits) - 1)
-        for shift, bits in zip(CHUNK_SHIFTS, CHUNK_BITS, strict=True)
-    )  # type: ignore[return-value]
+    return tuple((u >> shift) & ((1 << bits) - 1) for bits, shift in layout)
 
 
-def radius_for(distance: int) -> int:
-    return max(0, distance) // len(CHUNK_BITS)
+def chunk_radii(distance: int, parts: int = len(DESIGN_CHUNKS)) -> tuple[int, ...]:
+    """The smallest probe radii per chunk that still find every hash within `distance`:
+    sum(r_i + 1) = distance + 1, spread as evenly as the chunks allow."""
+    total = max(0, distance) + 1
+    return tuple(total // parts + (1 if i < total % parts else 0) - 1 for i in range(parts))
 
 
 @lru_cache(maxsize=16)
@@ -62,10 +72,12 @@ def _masks(bits: int, radius: int) -> tuple[int, ...]:
 
 
 def probe_values(value: int, distance: int) -> list[tuple[int, int]]:
-    """(chunk index, chunk value) pairs to look up for one query hash."""
-    radius = radius_for(distance)
+    """(chunk index, chunk value) pairs the catalog looks up for one design hash query."""
     out: list[tuple[int, int]] = []
-    for index, (chunk, bits) in enumerate(zip(chunks(value), CHUNK_BITS, strict=True)):
+    radii = chunk_radii(distance)
+    for index, (chunk, (bits, _), radius) in enumerate(
+        zip(chunks(value), DESIGN_CHUNKS, radii, strict=True)
+    ):
         out.extend((index, chunk ^ mask) for mask in _masks(bits, radius))
     return out
 

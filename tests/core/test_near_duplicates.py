@@ -14,13 +14,13 @@ from designflow.catalog import Catalog, NewDesign
 from designflow.catalog.database import migrations_dir
 from designflow.images.fingerprint import fingerprint_design
 from designflow.images.similarity import (
-    CHUNK_BITS,
+    DESIGN_CHUNKS,
     PLAIN,
     NearQuery,
+    chunk_radii,
     chunks,
     hamming,
     probe_values,
-    radius_for,
     signed,
 )
 from designflow.images.views import VIEW_COUNT
@@ -66,7 +66,19 @@ def test_pigeonhole_probes_cover_every_pair_within_t() -> None:
         b = flip_bits(a, d, rng)
         probes = set(probe_values(a, T))
         assert any((i, c) in probes for i, c in enumerate(chunks(b)))
-    assert sum(CHUNK_BITS) == 64 and radius_for(8) == 2
+    assert sum(bits for bits, _ in DESIGN_CHUNKS) == 64 and chunk_radii(8) == (2, 1, 1, 1)
+
+
+def test_hashes_just_past_the_radii_in_every_chunk_are_beyond_t() -> None:
+    """The radii are the smallest that work: a hash differing by r_i + 1 bits in every chunk
+    is T + 1 away, and the probes miss it, as they may."""
+    a = 0
+    b = 0
+    for (_bits, shift), radius in zip(DESIGN_CHUNKS, chunk_radii(T), strict=True):
+        b |= ((1 << (radius + 1)) - 1) << shift
+    assert hamming(a, b) == T + 1
+    probes = set(probe_values(a, T))
+    assert not any((i, c) in probes for i, c in enumerate(chunks(b)))
 
 
 def test_indexed_search_equals_full_scan_random_and_clustered(catalog: Catalog) -> None:
