@@ -86,6 +86,13 @@ class Settings:
     temporary_server_db: str = "sqlite"
     migrations_dir: Path | None = None
     templates_set: bool = False
+    # `designflow web`: files and megabytes per request, uploads in flight per seller.
+    web_max_files: int = 100
+    web_max_request_mb: float = 2048
+    web_uploads_in_flight: int = 2
+    # How web uploads run: "auto" (the deployment when a Prefect server is configured, else
+    # `designflow upload` on the web machine), "deployment" or "local".
+    web_runs: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,6 +149,10 @@ class Settings:
             if env.get("DESIGNFLOW_MIGRATIONS_DIR")
             else None,
             templates_set=bool(env.get("DESIGNFLOW_TEMPLATES")),
+            web_max_files=int(_number(env, "DESIGNFLOW_WEB_MAX_FILES", 100)),
+            web_max_request_mb=_number(env, "DESIGNFLOW_WEB_MAX_REQUEST_MB", 2048),
+            web_uploads_in_flight=int(_number(env, "DESIGNFLOW_WEB_MAX_UPLOADS_IN_FLIGHT", 2)),
+            web_runs=_choice(env, "DESIGNFLOW_WEB_RUNS", ("auto", "deployment", "local")),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:

@@ -5,6 +5,7 @@ designs.py    design_images: content lookups, batch insert, near duplicates, upk
 mockups.py    design_mockups
 runs.py       upload_runs (run metrics)
 listings.py   listing drafts, Etsy listings and their images
+web.py        sellers' API tokens and HTTP uploads (jobs) of `designflow web`
 embedded.py   the embedded PostgreSQL used when no database is configured
 """
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 from designflow.catalog.designs import DesignRepository, ExistingDesign, NewDesign, RecordResult
 from designflow.catalog.mockups import MockupRepository
 from designflow.catalog.runs import RunRepository
+from designflow.catalog.web import WebRepository
 
 __all__ = ["Catalog", "ExistingDesign", "NewDesign", "RecordResult"]
 
 
-class Catalog(DesignRepository, MockupRepository, RunRepository):
+class Catalog(DesignRepository, MockupRepository, RunRepository, WebRepository):
     """Every repository on one database (one pool): what the tasks and commands use."""

@@ -16,13 +16,24 @@ from collections.abc import Iterator, Sequence
 import typer
 from typer.exceptions import TyperException
 
-from designflow.cli import catalog, designs, etsy, runs, server, sweep, templates, trigger, upload  # noqa: F401  (registers)
+from designflow.cli import (  # noqa: F401  (registers)
+    catalog,
+    designs,
+    etsy,
+    runs,
+    server,
+    sweep,
+    templates,
+    trigger,
+    upload,
+    web,
+)
 from designflow.cli.app import app, err
 
 # Help panels, each sorted by name: what a seller runs, what an operator runs.
 _PANELS = {
     "Designs": ("upload", "sweep", "status", "report", "verify", "fingerprint", "publish"),
-    "Running the service": ("server", "deploy", "worker", "serve", "trigger"),
+    "Running the service": ("server", "deploy", "worker", "serve", "trigger", "web"),
 }
 
 

@@ -155,18 +155,15 @@ def _run_status(run_id) -> dict:
         TaskRunFilterFlowRunId,
     )
 
+    from designflow.ops.results import final_result
+
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
         tasks = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])),
         )
-        result = None
-        if run.state and run.state.is_final():
-            try:
-                result = run.state.result(raise_on_failure=False)
-            except Exception as exc:  # result not persisted: say so rather than fail
-                result = f"(result not available: {type(exc).__name__})"
+        result = final_result(run)
     return {
         "flow_run_id": str(run.id),
         "name": run.name,
@@ -176,11 +173,5 @@ def _run_status(run_id) -> dict:
         "start_time": str(run.start_time) if run.start_time else None,
         "end_time": str(run.end_time) if run.end_time else None,
         "tasks": sorted((t.name, t.state.name if t.state else "?") for t in tasks),
-        # A failed upload's result is its UploadIncomplete: show the report it carries.
-        "result": getattr(result, "report", None)
-        or (
-            result
-            if isinstance(result, dict | list | str | int | float | type(None))
-            else str(result)
-        ),
+        "result": result,
     }

@@ -36,7 +36,10 @@ def trigger(
     name = deployment if "/" in deployment else f"{deployment}/{deployment}"
     key = idempotency_key or str(uuid.uuid4())
     try:
-        with PrefectApi(settings.api.url) as api:
+        secret = settings.api.auth_string
+        with PrefectApi(
+            settings.api.url, auth=secret.get_secret_value() if secret else None
+        ) as api:
             run = api.create_flow_run(name, parameters, queue, key)
     except PrefectApiError as exc:
         return fail(str(exc), 1)

@@ -18,8 +18,12 @@ class PrefectApiError(RuntimeError):
 
 
 class PrefectApi:
-    def __init__(self, api_url: str, attempts: int = 6, base_s: float = 0.5) -> None:
-        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=30)
+    def __init__(
+        self, api_url: str, attempts: int = 6, base_s: float = 0.5, auth: str | None = None
+    ) -> None:
+        """`auth`: the server's `user:password` (Prefect's API auth string), if it has one."""
+        credentials = tuple(auth.split(":", 1)) if auth else None
+        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=30, auth=credentials)
         self.attempts = attempts
         self.base_s = base_s
         self.retried = 0  # how many answers were retried (shown by the tests)

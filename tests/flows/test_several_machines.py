@@ -133,9 +133,16 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         own = images.write_png(nas.root / "sellers" / "shop" / "mine.png", seed=2200)
         images.write_png(nas.root / "sellers" / "other" / "theirs.png", seed=2201)
         (nas.root / "sellers" / "shop" / "peek").symlink_to(nas.root / "sellers" / "other")
-        probe = cluster.run("upload-designs/upload-designs", {"user_id": "shop", "paths": [
-            "/etc/passwd", "nas:sellers/other/", "nas:sellers/shop/../other/theirs.png",
-            "nas:sellers/shop/"]})  # fmt: skip
+        # Started with `designflow trigger`, which sends the secret from the copied file.
+        paths = ["/etc/passwd", "nas:sellers/other/", "nas:sellers/shop/../other/theirs.png",
+                 "nas:sellers/shop/"]  # fmt: skip
+        triggered = subprocess.run(
+            [sys.executable, "-m", "designflow.cli", "trigger", "upload-designs", "--json",
+             "--param", f"paths={json.dumps(paths)}", "--param", "user_id=shop"],
+            env=cluster.admin_env("web-app"), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert triggered.returncode == 0, triggered.stderr[-2000:]
+        probe = json.loads(triggered.stdout)["flow_run_id"]
         (final,) = cluster.wait_final([probe]).values()
         assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
         result = subprocess.run(
@@ -153,7 +160,7 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         # The secret is in no log of the server, the workers or the commands above.
         logs = [(tmp_path / "server.log").read_text(errors="replace"), *ran,
                 *(cluster.worker_log(n) for n in ("machine-1", "machine-2")), status.stdout,
-                status.stderr, result.stdout, result.stderr]  # fmt: skip
+                status.stderr, result.stdout, result.stderr, triggered.stdout, triggered.stderr]  # fmt: skip
         assert not any(secret.split(":", 1)[1] in log for log in logs)
     finally:
         cluster.close()

@@ -1,0 +1,1 @@
+"""`designflow web`: the seller's upload page and upload API (a front end, like the CLI)."""

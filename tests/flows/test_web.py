@@ -1,0 +1,259 @@
+"""`designflow web` as a seller's web app and browser use it: a running server process, real
+PostgreSQL and NAS folder, uploads run as `designflow upload` against the session's Prefect
+server (DESIGNFLOW_WEB_RUNS=local), every call over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from designflow.catalog import Catalog
+from tests import images
+from tests.machines import new_database
+from tests.sftp_servers import free_port
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    root = tmp_path_factory.mktemp("web")
+    catalog_url = new_database(pg_admin_url, "df_web")
+    port = free_port()
+    env = dict(
+        os.environ,
+        DESIGNFLOW_HOME=str(root / "home"),
+        DESIGNFLOW_DATABASE_URL=catalog_url,
+        DESIGNFLOW_NAS_URL=f"file://{root / 'nas'}",
+        PREFECT_API_URL=PREFECT_API_URL.value(),
+        DESIGNFLOW_WEB_RUNS="local",
+        DESIGNFLOW_MAX_FILE_MB="2",
+        DESIGNFLOW_WEB_MAX_FILES="8",
+        DESIGNFLOW_WEB_MAX_REQUEST_MB="12",
+        DESIGNFLOW_WEB_MAX_UPLOADS_IN_FLIGHT="1",
+    )
+    log = open(root / "web.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "designflow.cli", "web", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, (root / "web.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "designflow web did not start"
+        time.sleep(0.3)
+    catalog = Catalog(catalog_url)
+    tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo")}
+    yield {"base": base, "tokens": tokens, "catalog": catalog, "root": root, "process": process,
+           "log": root / "web.log", "env": env}  # fmt: skip
+    process.terminate()
+    # uvicorn stops gracefully, then ends by the signal it caught (its exit status says so).
+    assert process.wait(60) in (0, -15)
+    log.close()
+    assert "Finished server process" in (root / "web.log").read_text()
+
+
+def client(web, seller: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {web['tokens'][seller]}"} if seller else {}
+    return httpx.Client(base_url=web["base"], headers=headers, timeout=120)
+
+
+def wait_job(http: httpx.Client, url: str) -> dict:
+    deadline = time.monotonic() + 180
+    while True:
+        job = http.get(url).raise_for_status().json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+
+
+def png(seed: int, size=(300, 360)) -> bytes:
+    return images.png_bytes(images.design(seed, size))
+
+
+def test_upload_async_then_status_then_sync_duplicate(web) -> None:
+    with client(web, "ada") as http:
+        sent = http.post(
+            "/api/v1/uploads",
+            files=[("files", ("sun.png", png(7001), "image/png")),
+                   ("files", ("moon.png", png(7002), "image/png")),
+                   ("files", ("broken.png", PNG_MAGIC + os.urandom(200), "image/png"))],
+            data={"async_mode": "true"},
+        )  # fmt: skip
+        assert sent.status_code == 202, sent.text
+        answer = sent.json()
+        assert answer["status_url"].endswith(f"/api/v1/jobs/{answer['job_id']}")
+        job = wait_job(http, answer["status_url"])
+        assert job["status"] == "completed", job
+        outcomes = {o["file"]: o for o in job["outcomes"]}
+        assert {f: o["outcome"] for f, o in outcomes.items()} == {
+            "sun.png": "stored", "moon.png": "stored", "broken.png": "rejected"}  # fmt: skip
+        assert outcomes["broken.png"]["reason"]
+        assert job["counts"]["stored"] == 2 and job["files"] == 3
+
+        # Without async_mode the call waits and answers with the job's outcome.
+        again = http.post(
+            "/api/v1/uploads", files=[("files", ("sun-again.png", png(7001), "image/png"))]
+        )
+        assert again.status_code == 200, again.text
+        (dup,) = again.json()["outcomes"]
+        assert dup["file"] == "sun-again.png" and dup["outcome"] == "duplicate"
+        assert dup["kind"] == "exact" and dup["duplicate_of"] == outcomes["sun.png"]["design_id"]
+
+        listed = http.get("/api/v1/designs").raise_for_status().json()
+        assert listed["total"] == 2 and {d["name"] for d in listed["designs"]} == {
+            "sun.png",
+            "moon.png",
+        }
+        thumb = http.get(listed["designs"][0]["thumbnail"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert thumb.content[:2] == b"\xff\xd8"
+    web["ada_job"] = answer["job_id"]
+    web["ada_design"] = listed["designs"][0]["id"]
+
+
+def test_a_seller_reaches_only_their_own(web) -> None:
+    job, design = web["ada_job"], web["ada_design"]
+    with client(web, "bo") as bo:
+        assert bo.get(f"/api/v1/jobs/{job}").status_code == 404
+        assert bo.get(f"/api/v1/designs/{design}/thumbnail").status_code == 404
+        assert bo.get("/api/v1/designs").json()["total"] == 0
+    with client(web) as nobody:
+        assert nobody.get(f"/api/v1/jobs/{job}").status_code == 401
+        assert nobody.get("/api/v1/designs").status_code == 401
+        assert (
+            nobody.post(
+                "/api/v1/uploads", files=[("files", ("x.png", png(1), "image/png"))]
+            ).status_code
+            == 401
+        )
+        wrong = nobody.get("/api/v1/designs", headers={"Authorization": "Bearer dfw_not-a-token"})
+        assert wrong.status_code == 401
+    # A revoked token is refused at once.
+    token_id, token = web["catalog"].create_token("ada", "to revoke")
+    with httpx.Client(base_url=web["base"], headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.get("/api/v1/designs").status_code == 200
+        assert web["catalog"].revoke_token(token_id)
+        assert http.get("/api/v1/designs").status_code == 401
+
+
+def test_limits_answer_413_and_429_naming_the_limit(web) -> None:
+    staged = web["root"] / "home" / "web-staging"
+    with client(web, "bo") as http:
+        big = http.post(
+            "/api/v1/uploads",
+            files=[("files", ("huge.png", PNG_MAGIC + os.urandom(3 * 2**20), "image/png"))],
+        )
+        assert big.status_code == 413 and "DESIGNFLOW_MAX_FILE_MB" in big.json()["error"]
+        many = http.post(
+            "/api/v1/uploads",
+            files=[("files", (f"{i}.png", png(i), "image/png")) for i in range(9)],
+        )
+        assert many.status_code == 413 and "DESIGNFLOW_WEB_MAX_FILES" in many.json()["error"]
+        whole = http.post(
+            "/api/v1/uploads",
+            files=[
+                ("files", (f"{i}.bin", os.urandom(2 * 2**20 - 100), "image/png")) for i in range(7)
+            ],
+        )
+        assert whole.status_code == 413 and "DESIGNFLOW_WEB_MAX_REQUEST_MB" in whole.json()["error"]
+        assert not any(p.is_file() for p in staged.rglob("*")), (
+            "a refused request left staged files"
+        )
+
+        first = http.post(
+            "/api/v1/uploads",
+            files=[("files", ("a.png", png(7101), "image/png"))],
+            data={"async_mode": "1"},
+        )
+        assert first.status_code == 202
+        second = http.post(
+            "/api/v1/uploads",
+            files=[("files", ("b.png", png(7102), "image/png"))],
+            data={"async_mode": "1"},
+        )
+        assert second.status_code == 429 and second.headers["retry-after"].isdigit()
+        assert "DESIGNFLOW_WEB_MAX_UPLOADS_IN_FLIGHT" in second.json()["error"]
+        assert wait_job(http, first.json()["status_url"])["status"] == "completed"
+
+
+def test_client_file_names_never_become_paths(web) -> None:
+    names = [
+        "../../escape.png",
+        "/etc/abs.png",
+        "nul\x00byte.png",
+        "x" * 300 + ".png",
+        "..\\win.png",
+    ]
+    with client(web, "bo") as http:
+        sent = http.post(
+            "/api/v1/uploads",
+            files=[("files", (n, png(7200 + i), "image/png")) for i, n in enumerate(names)],
+        )
+        assert sent.status_code == 200, sent.text
+        stored = sorted(o["file"] for o in sent.json()["outcomes"] if o["outcome"] == "stored")
+    assert len(stored) == 5
+    assert all(
+        "/" not in n and "\\" not in n and "\x00" not in n and len(n) <= 120 for n in stored
+    ), stored
+    assert "escape.png" in stored and "abs.png" in stored and "win.png" in stored
+    root = web["root"]
+    assert not (root / "home" / "escape.png").exists() and not (root / "escape.png").exists()
+    assert not Path("/etc/abs.png").exists()
+
+
+def test_a_dropped_connection_leaves_no_job_and_no_staged_file(web) -> None:
+    catalog = web["catalog"]
+    before = _jobs(catalog)
+    host, port = web["base"].removeprefix("http://").split(":")
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + PNG_MAGIC + os.urandom(64_000))  # fmt: skip
+    head = (f"POST /api/v1/uploads HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {web['tokens']['bo']}\r\n"
+            f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body) + 500_000}\r\n\r\n")  # fmt: skip
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(head.encode() + body)
+        time.sleep(0.5)
+    time.sleep(1.0)
+    assert _jobs(catalog) == before
+    staged = web["root"] / "home" / "web-staging"
+    assert not any(p.is_file() for p in staged.rglob("*"))
+
+
+def test_a_browser_session_needs_the_csrf_token(web) -> None:
+    with httpx.Client(base_url=web["base"], timeout=30) as browser:
+        assert browser.get("/").status_code == 303  # to /login
+        page = browser.get("/login")
+        csrf = browser.cookies["designflow_csrf"]
+        assert page.status_code == 200 and csrf in page.text
+        refused = browser.post("/login", data={"token": web["tokens"]["ada"], "csrf": "forged"})
+        assert refused.status_code == 403
+        signed = browser.post("/login", data={"token": web["tokens"]["ada"], "csrf": csrf})
+        assert signed.status_code == 303 and "designflow_session" in browser.cookies
+        assert "Upload designs" in browser.get("/").text
+        # The session cookie alone cannot upload: a cross-site form would carry it.
+        files = [("files", ("c.png", png(7301), "image/png"))]
+        assert browser.post("/api/v1/uploads", files=files).status_code == 403
+        ok = browser.post("/api/v1/uploads", files=files, headers={"X-CSRF-Token": csrf})
+        assert ok.status_code == 200, ok.text
+        assert "c.png" in browser.get("/designs").text
+
+
+def _jobs(catalog: Catalog) -> int:
+    with catalog.connect() as conn:
+        return conn.execute("SELECT count(*) FROM web_jobs").fetchone()[0]
