@@ -177,6 +177,10 @@ def create_app(context: WebContext) -> FastAPI:
     def designs_page(request: Request, page: int = 1) -> Response:
         return _page(request, "designs.html", {"page": max(page, 1)})
 
+    @app.get("/designs/{design_id}", response_class=HTMLResponse)
+    def design_page(design_id: int, request: Request) -> Response:
+        return _page(request, "design.html", {"design_id": design_id})
+
     def _page(request: Request, name: str, extra: dict[str, Any]) -> Response:
         user = context.catalog.user_of_token(request.cookies.get(SESSION, ""))
         if not user:
@@ -189,11 +193,31 @@ def create_app(context: WebContext) -> FastAPI:
             )
             extra |= {"designs": [_design_view(r) for r in rows], "total": total,
                       "pages": max(1, -(-total // per_page))}  # fmt: skip
+        if name == "design.html":
+            extra |= _design_details(context.catalog, user, extra["design_id"])
         return templates.TemplateResponse(
             request, name, {"user": user, "csrf": request.cookies.get(CSRF, ""), **extra}
         )
 
     return app
+
+
+def _design_details(catalog: Catalog, user: str, design_id: int) -> dict[str, Any]:
+    """A design's page: the design, its mockups and listing, its near twins (designs stored
+    as its near duplicates, or the one it is a near duplicate of). 404 if not the seller's."""
+    rows, _ = catalog.list_designs(user, design_id, 200, 0)
+    this = next((r for r in rows if r["id"] == design_id), None)
+    if this is None:
+        raise HTTPException(404, "no such design")
+    twins = [r for r in rows if r["id"] != design_id]
+    if this["near_duplicate_of"]:
+        parent, _ = catalog.list_designs(user, int(this["near_duplicate_of"]), 1, 0)
+        twins = [r for r in parent if r["id"] != design_id] + twins
+    return {
+        "design": _design_view(this),
+        "mockups": catalog.mockups_of([design_id]),
+        "twins": [_design_view(r) for r in twins],
+    }
 
 
 def _csrf_ok(request: Request) -> bool:

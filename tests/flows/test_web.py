@@ -5,6 +5,7 @@ server (DESIGNFLOW_WEB_RUNS=local), every call over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -257,3 +258,77 @@ def test_a_browser_session_needs_the_csrf_token(web) -> None:
 def _jobs(catalog: Catalog) -> int:
     with catalog.connect() as conn:
         return conn.execute("SELECT count(*) FROM web_jobs").fetchone()[0]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_a_seller_uploads_from_the_browser_and_sees_every_outcome(web, tmp_path: Path) -> None:
+    """The pages in the system's Chromium (Playwright drives it; no browser is downloaded):
+    sign in, pick 6 files (a copy of a stored design, a corrupt file), watch each outcome,
+    then the catalog and a design's page."""
+    if not Path(CHROMIUM).exists():
+        assert not os.environ.get("CI"), "CI installs Debian's chromium (.ci/run)"
+        pytest.skip("no system Chromium (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"web-{i}.png")
+        files[-1].write_bytes(png(7400 + i))
+    (tmp_path / "copy-of-web-0.png").write_bytes(files[0].read_bytes())
+    (tmp_path / "corrupt.png").write_bytes(PNG_MAGIC + os.urandom(300))
+    with httpx.Client(
+        base_url=web["base"], headers={"Authorization": f"Bearer {web['tokens']['bo']}"}
+    ) as http:
+        first = http.post(
+            "/api/v1/uploads", files=[("files", ("web-0.png", files[0].read_bytes(), "image/png"))]
+        )
+        assert first.status_code == 200, first.text
+    picked = [
+        *files[1:],
+        tmp_path / "copy-of-web-0.png",
+        tmp_path / "corrupt.png",
+        tmp_path / "web-extra.png",
+    ]
+    picked[-1].write_bytes(png(7450))
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{web['base']}/")
+            expect(page).to_have_url(f"{web['base']}/login")
+            page.fill("#token", web["tokens"]["bo"])
+            page.click("#sign-in")
+            expect(page.locator("h1")).to_have_text("Upload designs")
+            page.set_input_files("#pick", [str(p) for p in picked])
+            rows = page.locator("#files tbody tr")
+            expect(rows).to_have_count(6)
+            for p in picked:
+                row = page.locator(f"#files tbody tr[data-file='{p.name}']")
+                expect(row).to_have_attribute("data-outcome", re.compile(".+"), timeout=120_000)
+            outcome = {
+                p.name: page.locator(f"tr[data-file='{p.name}']").get_attribute("data-outcome")
+                for p in picked
+            }
+            assert outcome == {"web-1.png": "stored", "web-2.png": "stored", "web-3.png": "stored",
+                               "copy-of-web-0.png": "duplicate", "corrupt.png": "rejected",
+                               "web-extra.png": "stored"}  # fmt: skip
+            duplicate = page.locator("tr[data-file='copy-of-web-0.png']")
+            expect(duplicate.locator(".outcome")).to_contain_text("exact duplicate of design")
+            expect(duplicate.locator("img")).to_have_count(1)  # the design it matched
+            assert duplicate.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+            expect(page.locator("tr[data-file='corrupt.png'] .outcome")).to_contain_text(
+                "rejected: "
+            )
+
+            page.goto(f"{web['base']}/designs")
+            cards = page.locator(".card.design")
+            assert cards.count() >= 5
+            assert cards.first.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+            page.locator(".card.design a").first.click()
+            expect(page.locator("#design-name")).to_have_text(re.compile(r".+\.png"))
+            expect(page.locator("body")).to_contain_text("Near twins")
+        finally:
+            browser.close()
