@@ -324,8 +324,10 @@ class DesignRepository(Database):
                 flipped=queries[q].flipped,
                 nas_path=path,
                 view=view,
+                width=width,
+                height=height,
             )
-            for q, id_, pd, dd, view, path in rows
+            for q, id_, pd, dd, view, path, width, height in rows
         ]
 
     def reductions(self, design_ids: Sequence[int]) -> dict[int, bytes]:
@@ -485,9 +487,10 @@ _NEAR_TAIL = sql.SQL("""    ), verified AS (
     -- One primary-key lookup per match: with 16-bit chunks the planner expects ~1,700 rows
     -- a probe, and joined the few real matches against an index scan of every design
     -- instead (386 ms of 605 at 1M designs, EXPLAIN ANALYZE).
-    SELECT v.q, v.id, v.pd, v.dd, v.view, d.nas_path
+    SELECT v.q, v.id, v.pd, v.dd, v.view, d.nas_path, d.width, d.height
     FROM verified v CROSS JOIN LATERAL (
-        SELECT nas_path FROM design_images d WHERE d.id = v.id AND d.is_active OFFSET 0) d
+        SELECT nas_path, width, height FROM design_images d
+        WHERE d.id = v.id AND d.is_active OFFSET 0) d
 """)
 
 

@@ -116,6 +116,8 @@ def _progress_bar(enabled: bool):
 
 def duplicate_line(d: dict) -> str:
     line = f"  duplicate  {d['file']} -> {d['kind']} copy of design {d['duplicate_of']} (distance {d['distance']})"
+    if d.get("better"):
+        line += f" [better: {d['size']} against the stored {d['stored_size']}]"
     return line + (f": {d['why']}" if d.get("why") else "")
 
 

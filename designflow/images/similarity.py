@@ -109,6 +109,8 @@ class NearMatch:
     nas_path: str = ""
     view: int = 0  # 0: the design's own hash; else which view of it matched (views.py)
     why: str = ""  # what the verifier saw, once it has looked
+    width: int = 0  # the stored design's size
+    height: int = 0
 
 
 # The views are probed with radius 1 per chunk, not the radius that guarantees every view

@@ -39,6 +39,17 @@ class DuplicateDesign:
     # For near duplicates: what the comparison saw ("same artwork: cropped (64% of it
     # shown), rotated ~2.9 degrees"); empty for exact copies.
     why: str = ""
+    # A near duplicate with more pixels than the stored design: the better version of it
+    # ("4500x5400" against "3375x4050"), worth storing instead (the report says so).
+    better: bool = False
+    size: str = ""
+    stored_size: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not self.better:
+            del out["better"], out["size"], out["stored_size"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ class UploadReport:
             "flow_run_id": self.flow_run_id,
             "user_id": self.user_id,
             "stored": [s.as_dict() for s in self.stored],
-            "duplicates": [asdict(d) for d in self.duplicates],
+            "duplicates": [d.as_dict() for d in self.duplicates],
             "rejected": [asdict(r) for r in self.rejected],
             "failed": [asdict(f) for f in self.failed],
             "skipped": [asdict(s) for s in self.skipped],

@@ -218,7 +218,7 @@ class BatchIngest:
                 same = posixpath.basename(m.nas_path).split(".")[0] == fp.sha256
                 self._settle_duplicate(
                     fp, m.design_id, m.distance, "exact" if same else "near", m.nas_path,
-                    "" if same else m.why,
+                    "" if same else m.why, better_than=None if same else m,
                 )  # fmt: skip
             self._near_in_batch = near.in_batch
         self._to_store = to_store
@@ -359,10 +359,15 @@ class BatchIngest:
         return elapsed
 
     def _settle_duplicate(
-        self, fp: Fingerprint, of: int, distance: int, kind: str, nas_path: str, why: str = ""
-    ) -> None:
+        self, fp: Fingerprint, of: int, distance: int, kind: str, nas_path: str, why: str = "",
+        better_than: NearMatch | None = None,
+    ) -> None:  # fmt: skip
         self._pending.pop(fp.path, None)
-        self.report.duplicates.append(DuplicateDesign(fp.path, of, distance, kind, nas_path, why))  # type: ignore[arg-type]
+        duplicate = DuplicateDesign(fp.path, of, distance, kind, nas_path, why)  # type: ignore[arg-type]
+        if better_than is not None and is_better(fp, better_than):
+            duplicate = replace(duplicate, better=True, size=f"{fp.width}x{fp.height}",
+                                stored_size=f"{better_than.width}x{better_than.height}")  # fmt: skip
+        self.report.duplicates.append(duplicate)
 
     def _follow(
         self,
@@ -391,3 +396,17 @@ class BatchIngest:
         return StoredDesign(
             stored.file, stored.design_id, stored.sha256, stored.nas_path, of, near.distance
         )
+
+
+# More pixels by more than this share: a better version, not a re-encode of the same size.
+BETTER_PIXELS = 1.02
+
+
+def is_better(fp: Fingerprint, stored: NearMatch) -> bool:
+    """A near duplicate with more pixels than the stored design it matches (a larger export
+    of the same artwork): the version a print-on-demand seller would rather keep."""
+    # The new file's design pixels (a copy on a larger canvas has more pixels, not more
+    # design) against all of the stored one's: a padded stored design is never "worse".
+    stored_pixels = stored.width * stored.height
+    design_pixels = fp.width * fp.height * (fp.content_share or 1.0)
+    return stored_pixels > 0 and design_pixels > stored_pixels * BETTER_PIXELS

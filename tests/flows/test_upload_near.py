@@ -42,6 +42,27 @@ def test_near_duplicates_of_history_are_reported(designflow_env: DesignflowEnv) 
     assert Catalog(designflow_env.database_url).count_designs("nina") == 2
 
 
+def test_a_larger_version_of_a_stored_design_is_reported_as_better(
+    designflow_env: DesignflowEnv,
+) -> None:
+    """The seller first stored a 75% downscale; the full-size export is the version worth
+    printing: reported as a near duplicate marked better, with both sizes. A copy on a
+    larger canvas has more pixels but no more design: not better."""
+    original, _, padded = variants(designflow_env.inputs / "b", seed=23)
+    small = designflow_env.inputs / "b" / "small.png"
+    with Image.open(original) as art:
+        art.resize((600, 720), Image.Resampling.LANCZOS).save(small)
+    upload_designs(paths=[str(small)], user_id="bea")
+    report = upload_designs(paths=[str(original)], user_id="bea")
+    (found,) = report["duplicates"]
+    assert found["kind"] == "near" and found["better"] is True
+    assert (found["size"], found["stored_size"]) == ("800x960", "600x720")
+
+    upload_designs(paths=[str(original)], user_id="cal")
+    (padded_copy,) = upload_designs(paths=[str(padded)], user_id="cal")["duplicates"]
+    assert padded_copy["kind"] == "near" and "better" not in padded_copy
+
+
 def test_near_duplicates_within_a_batch(designflow_env: DesignflowEnv) -> None:
     original, flipped, padded = variants(designflow_env.inputs / "w", seed=23)
     report = upload_designs(paths=[str(original), str(flipped), str(padded)], user_id="olga")

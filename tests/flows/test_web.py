@@ -278,9 +278,7 @@ def test_a_seller_uploads_from_the_browser_and_sees_every_outcome(web, tmp_path:
         files[-1].write_bytes(png(7400 + i))
     (tmp_path / "copy-of-web-0.png").write_bytes(files[0].read_bytes())
     (tmp_path / "corrupt.png").write_bytes(PNG_MAGIC + os.urandom(300))
-    with httpx.Client(
-        base_url=web["base"], headers={"Authorization": f"Bearer {web['tokens']['bo']}"}
-    ) as http:
+    with client(web, "bo") as http:
         first = http.post(
             "/api/v1/uploads", files=[("files", ("web-0.png", files[0].read_bytes(), "image/png"))]
         )
