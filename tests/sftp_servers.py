@@ -112,7 +112,9 @@ def _current_user() -> str:
 class OpenSshServer(_Base):
     kind = "openssh"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, sftp_log_level: str = "") -> None:
+        """`sftp_log_level` (VERBOSE, say): the SFTP server logs each request it serves
+        (open, fsync, rename ...) to sshd.log, as a NAS operator would read them."""
         super().__init__(folder)
         self.config = folder / "sshd_config"
         self.config.write_text(
@@ -129,10 +131,16 @@ class OpenSshServer(_Base):
             "PermitRootLogin yes\n"
             "MaxStartups 200\n"
             "MaxSessions 200\n"
-            "LogLevel ERROR\n"
-            "Subsystem sftp internal-sftp\n"
+            f"LogLevel {sftp_log_level or 'ERROR'}\n"
+            f"Subsystem sftp {self._logged_sftp(sftp_log_level) if sftp_log_level else 'internal-sftp'}\n"
         )
         self.proc: subprocess.Popen | None = None
+
+    def _logged_sftp(self, level: str) -> str:
+        """OpenSSH's own sftp-server logging each request to sftp.log (sshd runs a
+        subsystem command through the user's shell, so the redirection applies)."""
+        binary = shutil.which("sftp-server") or "/usr/lib/openssh/sftp-server"
+        return f"{binary} -e -l {level} 2>>{self.folder / 'sftp.log'}"
 
     def start(self) -> None:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir

@@ -305,3 +305,31 @@ def test_a_nas_folder_that_refuses_writes_is_named_over_sftp(server, tmp_path: P
         nas.close()
     assert str(caught.value) == f"cannot write {os.path.dirname(dest)}/: permission denied"
     assert not is_transient(caught.value)
+
+
+def test_each_file_is_fsynced_on_the_server_before_its_rename(tmp_path: Path) -> None:
+    """The promise "fsync, then rename into place" as the NAS itself saw it: OpenSSH's SFTP
+    server logs every request at VERBOSE, and each design's temporary file is fsynced
+    (fsync@openssh.com) before it is renamed to its final name."""
+    from tests.sftp_servers import SSHD, OpenSshServer
+
+    if not SSHD:
+        assert os.environ.get("CI") != "true", "CI installs OpenSSH's sshd"
+        pytest.skip("needs OpenSSH's sshd (its SFTP server's log)")
+    server = OpenSshServer(tmp_path / "sftp", sftp_log_level="VERBOSE")
+    server.start()
+    try:
+        nas = make_nas(server)
+        results = [put(nas, src) for src in source_files(tmp_path / "in", 3)]
+        nas.close()
+        log = (server.folder / "sftp.log").read_text(errors="replace").splitlines()
+    finally:
+        server.stop()
+    for result in results:
+        final = result.path
+        renamed = [i for i, line in enumerate(log) if "rename" in line and final in line]
+        assert renamed, f"no rename to {final} in the server's log"
+        # The line names the temporary file renamed; it was fsynced before that line.
+        temporary = log[renamed[0]].split('old "')[1].split('"')[0]
+        synced = [i for i, line in enumerate(log) if 'fsync "' in line and temporary in line]
+        assert synced and synced[0] < renamed[0], (temporary, log[-20:])
