@@ -108,6 +108,16 @@ class DesignRepository(Database):
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def stored_by_run(self, user_id: str, flow_run_id: str) -> list[dict[str, object]]:
+        """The designs one run stored, in the order it stored them (report fields)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT original_name, id, nas_path FROM design_images"
+                " WHERE user_id = %s AND flow_run_id = %s ORDER BY id",
+                (user_id, uuid.UUID(flow_run_id)),
+            ).fetchall()
+        return [{"file": name, "design_id": id_, "nas_path": path} for name, id_, path in rows]
+
     def list_designs(
         self, user_id: str, near_of: int | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[dict[str, object]], int]:

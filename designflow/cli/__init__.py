@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -65,8 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next(
         (a for a in (args if args is not None else sys.argv[1:]) if not a.startswith("-")), None
     )
+    if command in COMMANDS_RUNNING_FLOWS:
+        signal.signal(signal.SIGTERM, _interrupt)
     with _temporary_server_settings(command in COMMANDS_RUNNING_FLOWS):
         return _run(args)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends a command that runs flows as Ctrl-C does: its run recorded as
+    interrupted, what it stored so far printed, exit code 130."""
+    raise KeyboardInterrupt
 
 
 def _run(args: list[str] | None) -> int:
@@ -156,6 +165,9 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
         with prefect_settings.temporary_settings(updates=updates):
             yield
         return
+    from designflow.cli.tempserver import use_detached_temporary_server
+
+    use_detached_temporary_server()
     updates.update(
         {
             getattr(prefect_settings, f"PREFECT_SERVER_SERVICES_{service}_ENABLED"): False

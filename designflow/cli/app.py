@@ -60,6 +60,8 @@ def fail(message: str, code: int = 2) -> int:
 
 
 _watchdog = None
+# The flow runs this command started, in order (an interrupted upload reports the last).
+started_runs: list[str] = []
 
 
 def guard_children() -> None:
@@ -83,16 +85,46 @@ class _QuietWatchdogHook(logging.Filter):
 def watched(flow):
     """The flow, its runs registered with this command's watchdog as they start: if the
     command is killed, the watchdog sets them Crashed (designflow.ops.watchdog)."""
-    flow_runs = logging.getLogger("prefect.flow_runs")
-    if not any(isinstance(f, _QuietWatchdogHook) for f in flow_runs.filters):
-        flow_runs.addFilter(_QuietWatchdogHook())
+    for name in ("prefect.flow_runs", "prefect.engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietWatchdogHook) for f in logger.filters):
+            logger.addFilter(_QuietWatchdogHook())
 
     def register_with_watchdog(_flow, flow_run, _state) -> None:
         from prefect.client.orchestration import get_client
 
         from designflow.ops.watchdog import register_run
 
+        started_runs.append(str(flow_run.id))
+
         with get_client(sync_client=True) as client:
             register_run(str(flow_run.id), str(client.api_url))
 
     return flow.with_options(on_running=[register_with_watchdog])
+
+
+def interrupted_upload(user: str, as_json: bool) -> int:
+    """After Ctrl-C or SIGTERM: what the interrupted run stored so far (from the catalog,
+    the record every stored design has), how to finish, exit code 130."""
+    run_id = started_runs[-1] if started_runs else None
+    stored: list[dict[str, Any]] = []
+    if run_id is not None:
+        from designflow.tasks import resources
+
+        try:
+            stored = resources.catalog().stored_by_run(user, run_id)
+        except Exception as exc:  # the catalog may be what the seller stopped waiting for
+            err.print(f"(the designs stored so far could not be listed: {type(exc).__name__})")
+        finally:
+            resources.close_all()
+    advice = (
+        "run the same command again to finish: files already stored are reported as exact copies"
+    )
+    if as_json:
+        print_json({"interrupted": True, "flow_run_id": run_id, "stored": stored, "next": advice})
+        return 130
+    for row in stored:
+        out(f"  stored     {row['file']} -> design {row['design_id']} at {row['nas_path']}")
+    where = f" by run {run_id}" if run_id else ""
+    err.print(f"interrupted: {len(stored)} design(s) stored{where} so far; {advice}")
+    return 130

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import typer
 
-from designflow.cli.app import app, fail, guard_children, out, print_json, watched
+from designflow.cli.app import (
+    app,
+    fail,
+    guard_children,
+    interrupted_upload,
+    out,
+    print_json,
+    watched,
+)
 
 
 class Priority(StrEnum):
@@ -61,18 +69,23 @@ def upload(
         with contextlib.redirect_stdout(sys.stderr):
             from designflow.flows.upload import UploadIncomplete, upload_designs
 
-            state = watched(upload_designs)(
-                paths=absolute,
-                user_id=user,
-                batch_max_mb=batch_max_mb,
-                batch_max_images=batch_max_images,
-                allow_near_duplicates=allow_near_duplicates,
-                mockup_templates=[t for t in mockups.split(",") if t] or None,
-                async_mockups=not sync_mockups,
-                priority=priority.value,
-                listings_manifest=str(Path(listings).absolute()) if listings else None,
-                return_state=True,
-            )
+            try:
+                state = watched(upload_designs)(
+                    paths=absolute,
+                    user_id=user,
+                    batch_max_mb=batch_max_mb,
+                    batch_max_images=batch_max_images,
+                    allow_near_duplicates=allow_near_duplicates,
+                    mockup_templates=[t for t in mockups.split(",") if t] or None,
+                    async_mockups=not sync_mockups,
+                    priority=priority.value,
+                    listings_manifest=str(Path(listings).absolute()) if listings else None,
+                    return_state=True,
+                )
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run is Crashed by now
+                state = None
+    if state is None:
+        return interrupted_upload(user, as_json)
     if state.is_completed():
         print_report(state.result(), as_json)
         return 0

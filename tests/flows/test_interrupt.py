@@ -1,0 +1,105 @@
+"""Ctrl-C at a terminal: SIGINT to the whole foreground process group of the README's main
+command, on Prefect's temporary server. It used to kill the temporary server with the command,
+which then hung on it for a minute or more and exited 1 with tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from tests import images
+from tests.conftest import DesignflowEnv
+
+FILES = 24
+
+
+def _as_at_a_terminal() -> None:
+    # A shell without job control starts background commands with SIGINT ignored; a
+    # terminal's foreground command has the default, and its own process group.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setsid()
+
+
+def _upload(folder: Path, env: dict[str, str], user: str) -> tuple[subprocess.Popen, list[str]]:
+    command = subprocess.Popen(
+        [sys.executable, "-m", "designflow", "upload", str(folder), "--user", user, "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_at_a_terminal,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(command.stderr), daemon=True)
+    reader.start()
+    command.stderr_reader = reader  # type: ignore[attr-defined]
+    return command, lines
+
+
+def _wait_for(lines: list[str], text: str, command: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and command.poll() is None:
+        if any(text in line for line in lines):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {text!r} in the command's log: {''.join(lines)[-3000:]}")
+
+
+def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_five_times(
+    designflow_env: DesignflowEnv, tmp_path: Path
+) -> None:
+    folder = designflow_env.inputs / "ctrl-c"
+    folder.mkdir()
+    for i in range(FILES):
+        images.noisy_png(folder / f"n{i:02}.png", seed=8100 + i, size=(700, 700))
+    # No PREFECT_API_URL: the command starts Prefect's temporary server as its child.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DESIGNFLOW_BATCH_MAX_IMAGES="2")  # fmt: skip
+    stored_so_far: set[str] = set()
+    for attempt in range(5):
+        command, lines = _upload(folder, env, "ctrl-c")
+        parent = psutil.Process(command.pid)
+        try:
+            # Interrupted once this run has recorded a batch of its own.
+            _wait_for(lines, "recorded 2 design(s)", command, timeout=240)
+            children = parent.children(recursive=True)
+            os.killpg(command.pid, signal.SIGINT)  # the terminal's whole process group
+            interrupted_at = time.monotonic()
+            command.wait(timeout=60)
+            took = time.monotonic() - interrupted_at
+            stdout = command.stdout.read()
+            command.stderr_reader.join(10)
+        finally:
+            if command.poll() is None:
+                os.killpg(command.pid, signal.SIGKILL)
+        log = "".join(lines)
+        assert command.returncode == 130, (attempt, command.returncode, log[-3000:])
+        assert took < 15, f"attempt {attempt}: exited {took:.1f} s after Ctrl-C"
+        answer = json.loads(stdout)  # --json still prints valid JSON
+        assert answer["interrupted"] is True and "run the same command again" in answer["next"]
+        names = {row["file"] for row in answer["stored"]}
+        assert names and not names & stored_so_far, (attempt, names)  # this run's own designs
+        stored_so_far |= names
+        assert "Crashed('Execution was aborted by an interrupt signal.')" in log, log[-4000:]
+        assert "Traceback" not in log, log[-3000:]
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [p.pid for p in alive]  # the temporary server went with it
+        print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored")
+
+    # The same command again finishes the job: nothing lost, nothing doubled.
+    finish = subprocess.run(
+        [sys.executable, "-m", "designflow", "upload", str(folder), "--user", "ctrl-c", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert finish.returncode == 0, finish.stderr[-3000:]
+    report = json.loads(finish.stdout)
+    exact = {Path(d["file"]).name for d in report["duplicates"] if d["kind"] == "exact"}
+    stored = {Path(s["file"]).name for s in report["stored"]}
+    assert exact == stored_so_far and not stored & exact
+    assert len(exact | stored) == FILES
