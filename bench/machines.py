@@ -52,7 +52,7 @@ def one_configuration(
 ) -> dict:
     cluster.stop_workers()
     for n in range(workers):
-        cluster.start_worker(f"{pool}-w{n + 1}", pool)
+        cluster.start_worker(f"{user}-w{n + 1}", pool)  # a machine of its own each round
     time.sleep(3)  # the workers have polled once: both configurations start from idle workers
     started = time.perf_counter()
     runs = [
@@ -90,10 +90,11 @@ def main() -> None:
                 folders.append(f"nas:uploads/batch-{i}/")
             total = args.uploads * args.designs
             samples: dict[int, list[dict]] = {1: [], 2: []}
-            for workers in (1, 2):
-                cluster.deploy(f"bench{workers}")
             for round_ in range(args.rounds):
                 for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
+                    # The deployments are declared once by name: each configuration points
+                    # them at its own pool before its runs are made.
+                    cluster.deploy(f"bench{workers}")
                     samples[workers].append(one_configuration(
                         cluster, workers, folders, f"bench-{workers}w-r{round_}", f"bench{workers}"))  # fmt: skip
             print(f"{args.uploads} uploads x {args.designs} designs ({size[0]}x{size[1]} RGBA PNG) from nas: "

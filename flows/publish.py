@@ -7,9 +7,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from designflow.catalog.listings import ListingCatalog
 from designflow.etsy.listings import listing_for, read_manifest
-from designflow.etsy.publish import PublishOutcome, plan_images
+from designflow.etsy.publish import PublishRun
 from designflow.flows.states import failure_reason
 from designflow.resources import EtsyNotConfigured
 from designflow.tasks import resources
@@ -19,6 +18,8 @@ from designflow.tasks.etsy import (
     fetch_profiles,
     fetch_shop,
     finish_listing,
+    listing_drafts,
+    listing_mockups,
     save_listing_drafts,
     upload_mockup_image,
 )
@@ -61,95 +62,63 @@ def apply_manifest(design_ids: list[int], listings_manifest: str) -> int:
     return save_listing_drafts(drafts, listings_manifest)
 
 
-def start_image_uploads(
-    creating: dict, shop_id
-) -> tuple[dict[int, PublishOutcome], dict[int, list]]:
-    """Each design's listing as it is created, and its mockup images' uploads started."""
-    outcomes: dict[int, PublishOutcome] = {}
-    uploads: dict[int, list] = {}
-    mockups = resources.catalog().mockups_of(list(creating))
-    max_images = resources.current_settings().etsy_max_images
-    for design_id, future in creating.items():
-        outcome = outcomes[design_id] = PublishOutcome(design_id, shop_id)
-        future.wait()
-        if not future.state.is_completed():
-            outcome.error = failure_reason(future.state)
-            continue
-        listing = future.result()
-        outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
-        planned, outcome.skipped = plan_images(
-            [m for m in mockups if m["design_id"] == design_id], listing["title"], max_images
-        )
-        uploads[design_id] = [
-            upload_mockup_image.submit(design_id, outcome.listing_id, p, listing["on_etsy"])
-            for p in planned
-        ]
-    return outcomes, uploads
-
-
-def finish_listings(outcomes: dict[int, PublishOutcome], uploads: dict[int, list], logger) -> list:
-    """Each design's uploaded images (or the error that wins) and its listing finished."""
-    finishing = []
-    for design_id, futures in uploads.items():
-        outcome = outcomes[design_id]
-        for future in futures:
-            if future.state.is_completed():
-                outcome.images.append(future.result())
-            else:
-                outcome.error = f"image upload failed: {failure_reason(future.state)}"
-        if outcome.error is None:
-            finishing.append(finish_listing.submit(design_id, outcome.skipped))
-        for skipped in outcome.skipped:
-            logger.info("design %d: %s not uploaded: %s",
-                        design_id, skipped["template_id"], skipped["reason"])  # fmt: skip
-        logger.info(
-            "design %d: draft listing %s (%s), %d image(s)",
-            design_id, outcome.listing_id, outcome.action, len(outcome.images),
-        )  # fmt: skip
-    return finishing
-
-
 def publish_designs(design_ids: list[int]) -> dict:
-    """The publishing steps as tasks of the calling flow (publish-listing, or the mockup run).
-    Returns {"shop": ..., "listings": [...], "skipped": message or None}."""
+    """The publishing steps as tasks of the calling flow (publish-listing, or the mockup run);
+    the decisions are the core's PublishRun. Returns {"shop", "listings", "skipped"}."""
     logger = get_run_logger()
+    drafts, skipped = _publishable(design_ids, logger)
+    if skipped:
+        return {"shop": None, "listings": [], "skipped": skipped}
+    shop = fetch_shop()  # once per run, whatever the number of designs
+    logger.info("publishing %d design(s) to Etsy shop %s", len(drafts), shop["shop_name"])
+    run = PublishRun(shop, list(drafts), resources.current_settings().etsy_max_images)
+    profiles = fetch_profiles(list(drafts), return_state=True)
+    if not profiles.is_completed():  # before anything is created
+        run.fail_all(failure_reason(profiles))
+        return run.result()
+    _listings_and_images(run, profiles.result())
+    wait([finish_listing.submit(d, skipped) for d, skipped in run.to_finish()])
+    for line in run.log_lines():
+        logger.info(line)
+    create_table_artifact(key="etsy-listings", table=run.rows(),
+                          description=f"Draft listings on Etsy shop {shop['shop_name']}")  # fmt: skip
+    return run.result()
+
+
+def _publishable(design_ids: list[int], logger) -> tuple[dict[int, dict], str | None]:
+    """The designs' listing content, or why nothing is published (no Etsy shop configured,
+    no listing content)."""
     try:
         etsy_shop()
     except EtsyNotConfigured as exc:
-        message = f"Etsy publishing skipped: {exc}"
-        logger.info(message)
-        return {"shop": None, "listings": [], "skipped": message}
-    drafts = ListingCatalog(resources.catalog()).drafts(design_ids)
-    without = [d for d in design_ids if d not in drafts]
-    if without:
-        logger.info("no listing content for design(s) %s: not published", without)
-    if not drafts:
-        return {"shop": None, "listings": [], "skipped": "no listing content for these designs"}
-    shop = fetch_shop()  # once per run, whatever the number of designs
-    logger.info("publishing %d design(s) to Etsy shop %s", len(drafts), shop["shop_name"])
-    profiles = fetch_profiles(list(drafts), return_state=True)
-    if not profiles.is_completed():  # before anything is created
-        reason = failure_reason(profiles)
-        listings = [PublishOutcome(d, shop["shop_id"], error=reason).as_dict() for d in drafts]
-        return {"shop": shop, "listings": listings, "skipped": None}
-    creating = {d: create_listing.submit(d, profiles.result()) for d in design_ids if d in drafts}
-    outcomes, uploads = start_image_uploads(creating, shop["shop_id"])
-    wait([f for fs in uploads.values() for f in fs])
-    wait(finish_listings(outcomes, uploads, logger))
-    listings = [o.as_dict() for o in outcomes.values()]
-    create_table_artifact(
-        key="etsy-listings",
-        table=[
-            {
-                "design_id": o["design_id"],
-                "listing_id": o["listing_id"],
-                "action": o["action"],
-                "images": len(o["images"]),
-                "not_uploaded": len(o["skipped"]),
-                "error": o["error"] or "",
-            }
-            for o in listings
-        ],  # fmt: skip
-        description=f"Draft listings on Etsy shop {shop['shop_name']}",
-    )
-    return {"shop": shop, "listings": listings, "skipped": None}
+        logger.info("Etsy publishing skipped: %s", exc)
+        return {}, f"Etsy publishing skipped: {exc}"
+    drafts = listing_drafts(design_ids)
+    if len(drafts) < len(design_ids):
+        logger.info("no listing content for design(s) %s: not published",
+                    [d for d in design_ids if d not in drafts])  # fmt: skip
+    return drafts, None if drafts else "no listing content for these designs"
+
+
+def _listings_and_images(run: PublishRun, profiles: dict | None) -> None:
+    """Each design's listing, then its images as soon as its listing is there."""
+    creating = {d: create_listing.submit(d, profiles) for d in run.outcomes}
+    mockups = listing_mockups(list(run.outcomes))
+    uploads = {}
+    for design_id, future in creating.items():
+        listing, error = _answer(future)
+        uploads[design_id] = [
+            upload_mockup_image.submit(design_id, listing["listing_id"], plan, listing["on_etsy"])
+            for plan in run.listing_made(design_id, listing, error, mockups)
+        ]
+    for design_id, futures in uploads.items():
+        for future in futures:
+            run.image_done(design_id, *_answer(future))
+
+
+def _answer(future) -> tuple[dict | None, str | None]:
+    """A task's result, or None and why it failed (waits for it)."""
+    future.wait()
+    if future.state.is_completed():
+        return future.result(), None
+    return None, failure_reason(future.state)

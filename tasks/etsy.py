@@ -12,8 +12,8 @@ from prefect import task
 from designflow.catalog.listings import ListingCatalog
 from designflow.etsy.publish import (
     ImagePlan,
-    ensure_listing,
-    remote_images,
+    listing_step,
+    needs_profiles,
     resolve_profiles,
     upload_image,
 )
@@ -46,33 +46,37 @@ def fetch_shop() -> dict:
 
 
 @task(name="etsy-shop-profiles", **io_retry())
-def fetch_profiles(design_ids: list[int]) -> dict[str, int]:
+def fetch_profiles(design_ids: list[int]) -> dict[str, int] | None:
     """The shop's shipping, processing and return profiles for listings that name none,
-    once per run; fails before any listing is created when the choice is not clear."""
+    once per run and only when a listing will be created or changed (None otherwise); fails
+    before any listing is created when the choice is not clear."""
     shop = etsy_shop()
-    drafts = list(_store().drafts(design_ids).values())
-    return resolve_profiles(shop.client, shop.shop_id, drafts, shop.profile_defaults)
+    store = _store()
+    drafts = store.drafts(design_ids)
+    if not needs_profiles(store, shop.shop_id, drafts):
+        return None
+    return resolve_profiles(shop.client, shop.shop_id, list(drafts.values()), shop.profile_defaults)
 
 
 @task(name="etsy-create-listing", task_run_name="listing for design {design_id}", **io_retry())
-def create_listing(design_id: int, profiles: dict[str, int]) -> dict:
+def create_listing(design_id: int, profiles: dict[str, int] | None) -> dict:
     """createDraftListing (or, when the manifest changed, updateListing and
     updateListingInventory), at most once per design and shop; also returns the images
     already on the listing."""
     shop = etsy_shop()
-    store = _store()
-    fields = store.drafts([design_id]).get(design_id)
-    if fields is None:
-        raise LookupError(f"design {design_id} has no listing content (give a listing manifest)")
-    listing_id, action = ensure_listing(
-        store, shop.client, shop.shop_id, design_id, fields, profiles
-    )
-    return {
-        "listing_id": listing_id,
-        "action": action,
-        "title": fields["title"],
-        "on_etsy": remote_images(shop.client, listing_id),
-    }
+    return listing_step(_store(), shop.client, shop.shop_id, design_id, profiles)
+
+
+@task(name="listing-mockups", **io_retry())
+def listing_mockups(design_ids: list[int]) -> list[dict]:
+    """The designs' stored mockups, the listings' images."""
+    return resources.catalog().mockups_of(design_ids)
+
+
+@task(name="listing-drafts", **io_retry())
+def listing_drafts(design_ids: list[int]) -> dict[int, dict]:
+    """The listing content of these designs (those that have some)."""
+    return _store().drafts(design_ids)
 
 
 @task(

@@ -44,7 +44,17 @@ def publish_upload_report(report: UploadReport) -> None:
     rows = report.outcome_rows()
     create_table_artifact(
         table=rows
-        or [{"file": "", "outcome": "no files", "design_id": None, "nas_path": "", "detail": ""}],
+        or [
+            {
+                "file": "",
+                "outcome": "no files",
+                "design_id": None,
+                "duplicate_of": None,
+                "distance": None,
+                "detail": "",
+                "nas_path": "",
+            }
+        ],
         key="upload-outcomes",
         description=f"Outcome of each file uploaded for user {report.user_id}",
     )

@@ -239,28 +239,93 @@ def _image(plan: ImagePlan, image_id: int, action: str) -> dict[str, Any]:
             "listing_image_id": image_id, "action": action}  # fmt: skip
 
 
-def publish_design(
-    store: ListingCatalog,
-    client: EtsyClient,
-    shop_id: str,
-    design_id: int,
-    read_bytes: Callable[[str], bytes],
-    max_images: int = MAX_LISTING_IMAGES,
-) -> PublishOutcome:
-    """Every step in order, in the calling thread (the flow runs the same steps as tasks)."""
-    outcome = PublishOutcome(design_id, shop_id)
+def listing_step(
+    store: ListingCatalog, client: EtsyClient, shop_id: str, design_id: int,
+    profiles: dict[str, int] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """A design's draft listing made or brought up to date (ensure_listing), with what the
+    image uploads need: its id, what was done, its title and the images already on it."""
     fields = store.drafts([design_id]).get(design_id)
     if fields is None:
         raise LookupError(f"design {design_id} has no listing content (give a listing manifest)")
-    outcome.listing_id, outcome.action = ensure_listing(store, client, shop_id, design_id, fields)
-    mockups = store.catalog.mockups_of([design_id])
-    planned, outcome.skipped = plan_images(mockups, str(fields["title"]), max_images)
-    on_etsy = remote_images(client, outcome.listing_id)
-    for plan in planned:
-        outcome.images.append(
-            upload_image(
-                store, client, shop_id, design_id, outcome.listing_id, plan, read_bytes, on_etsy
-            )
-        )
-    store.complete(design_id, shop_id, outcome.skipped)
-    return outcome
+    listing_id, action = ensure_listing(store, client, shop_id, design_id, fields, profiles)
+    return {"listing_id": listing_id, "action": action, "title": fields["title"],
+            "on_etsy": remote_images(client, listing_id)}  # fmt: skip
+
+
+def needs_profiles(store: ListingCatalog, shop_id: str, drafts: dict[int, dict[str, Any]]) -> bool:
+    """Whether a listing of this run will be created or changed, so that the shop's profiles
+    are needed (3 GETs): a run re-publishing unchanged listings asks for none."""
+    for design_id, fields in drafts.items():
+        record = store.listing(design_id, shop_id)
+        if record is None or record.listing_id is None:
+            return True
+        if record.content_sha256 != content_sha256(fields):
+            return True
+    return False
+
+
+class PublishRun:
+    """One publish run's decisions, whoever carries out its steps (the publish flow's tasks,
+    or a test calling the steps in order): each design's outcome, its image plan and the
+    mockups left out, which error wins (the listing's, else the first image's), which
+    listings are finished, the rows the artifact shows and the run's result."""
+
+    def __init__(self, shop: dict[str, Any], design_ids: list[int], max_images: int) -> None:
+        self.shop = shop
+        self.max_images = max_images
+        self.outcomes = {d: PublishOutcome(d, str(shop["shop_id"])) for d in design_ids}
+
+    def fail_all(self, reason: str) -> None:
+        """A step before any listing (the shop's profiles) failed: every design says why."""
+        for outcome in self.outcomes.values():
+            outcome.error = reason
+
+    def listing_made(
+        self, design_id: int, listing: dict[str, Any] | None, error: str | None,
+        mockups: list[dict[str, Any]],
+    ) -> list[ImagePlan]:  # fmt: skip
+        """The listing step's answer (or its error); returns the images to upload to it."""
+        outcome = self.outcomes[design_id]
+        if listing is None:
+            outcome.error = error or "the listing was not made"
+            return []
+        outcome.listing_id, outcome.action = listing["listing_id"], listing["action"]
+        mine = [m for m in mockups if m["design_id"] == design_id]
+        planned, outcome.skipped = plan_images(mine, str(listing["title"]), self.max_images)
+        return planned
+
+    def image_done(self, design_id: int, image: dict[str, Any] | None, error: str | None) -> None:
+        outcome = self.outcomes[design_id]
+        if image is not None:
+            outcome.images.append(image)
+        elif outcome.error is None:  # the first failed image says why
+            outcome.error = f"image upload failed: {error}"
+
+    def to_finish(self) -> list[tuple[int, list[dict[str, Any]]]]:
+        """(design id, mockups left out) of each listing whose steps all succeeded."""
+        return [(d, o.skipped) for d, o in self.outcomes.items()
+                if o.error is None and o.listing_id is not None]  # fmt: skip
+
+    def log_lines(self) -> list[str]:
+        lines = []
+        for d, o in self.outcomes.items():
+            lines += [
+                f"design {d}: {s['template_id']} not uploaded: {s['reason']}" for s in o.skipped
+            ]
+            if o.error:
+                lines.append(f"design {d}: not published: {o.error}")
+            else:
+                lines.append(f"design {d}: draft listing {o.listing_id} ({o.action}), "
+                             f"{len(o.images)} image(s)")  # fmt: skip
+        return lines
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The etsy-listings artifact: one row per design."""
+        return [{"design_id": o.design_id, "listing_id": o.listing_id, "action": o.action,
+                 "images": len(o.images), "not_uploaded": len(o.skipped), "error": o.error or ""}
+                for o in self.outcomes.values()]  # fmt: skip
+
+    def result(self) -> dict[str, Any]:
+        return {"shop": self.shop, "listings": [o.as_dict() for o in self.outcomes.values()],
+                "skipped": None}  # fmt: skip

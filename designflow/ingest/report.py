@@ -155,29 +155,26 @@ class UploadReport:
         }
 
     def outcome_rows(self) -> list[dict[str, Any]]:
-        """One row per file, for the table artifact and the terminal summary."""
+        """One row per file, for the table artifact and the terminal summary. `design_id` is
+        the design stored from the file; a duplicate names the one it copies in
+        `duplicate_of` with its `distance`; the long NAS path comes last so that a 1400 px
+        screen keeps the rest in view."""
         rows: list[dict[str, Any]] = []
         for s in self.stored:
             detail = (
                 ""
                 if s.near_duplicate_of is None
-                else f"near duplicate of {s.near_duplicate_of} (distance {s.distance})"
+                else f"kept as a near duplicate of {s.near_duplicate_of}"
             )
-            rows.append({"file": s.file, "outcome": "stored", "design_id": s.design_id,
-                         "nas_path": s.nas_path, "detail": detail})  # fmt: skip
+            rows.append(_row(s.file, "stored", detail, design_id=s.design_id,
+                             duplicate_of=s.near_duplicate_of, distance=s.distance,
+                             nas_path=s.nas_path))  # fmt: skip
         for d in self.duplicates:
-            rows.append({"file": d.file, "outcome": f"duplicate ({d.kind})",
-                         "design_id": d.duplicate_of, "nas_path": d.nas_path,
-                         "detail": f"distance {d.distance}" + (f"; {d.why}" if d.why else "")})  # fmt: skip
-        for r in self.rejected:
-            rows.append({"file": r.file, "outcome": "rejected", "design_id": None,
-                         "nas_path": "", "detail": r.reason})  # fmt: skip
-        for f in self.failed:
-            rows.append({"file": f.file, "outcome": "failed", "design_id": None,
-                         "nas_path": "", "detail": f.reason})  # fmt: skip
-        for k in self.skipped:
-            rows.append({"file": k.file, "outcome": "skipped", "design_id": None,
-                         "nas_path": "", "detail": k.reason})  # fmt: skip
+            rows.append(_row(d.file, f"duplicate ({d.kind})", d.why, duplicate_of=d.duplicate_of,
+                             distance=d.distance, nas_path=d.nas_path))  # fmt: skip
+        for outcome, entries in (("rejected", self.rejected), ("failed", self.failed),
+                                 ("skipped", self.skipped)):  # fmt: skip
+            rows.extend(_row(e.file, outcome, e.reason) for e in entries)
         return rows
 
     def nothing_usable(self) -> bool:
@@ -186,3 +183,10 @@ class UploadReport:
         return not (self.stored or self.duplicates or self.failed or self.batches) and bool(
             self.rejected or self.skipped
         )
+
+
+def _row(file: str, outcome: str, detail: str = "", design_id: int | None = None,
+         duplicate_of: int | None = None, distance: int | None = None,
+         nas_path: str = "") -> dict[str, Any]:  # fmt: skip
+    return {"file": file, "outcome": outcome, "design_id": design_id, "duplicate_of": duplicate_of,
+            "distance": distance, "detail": detail or "", "nas_path": nas_path}  # fmt: skip

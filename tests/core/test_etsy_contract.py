@@ -14,9 +14,10 @@ import pytest
 from designflow.catalog.listings import ListingCatalog
 from designflow.etsy.client import EtsyRequestError
 from designflow.etsy.listings import ManifestError, content_sha256, read_manifest, when_made_values
-from designflow.etsy.publish import ListingProfileError, publish_design
+from designflow.etsy.publish import ListingProfileError
 from designflow.storage.nas import LocalNas
 from designflow.testing.etsy_stub import EtsyStub
+from tests.core.publishing import publish_design
 from tests.core.test_etsy_client import LISTING
 from tests.core.test_publish import client_for, design_with_mockups
 

@@ -19,9 +19,9 @@ import pytest
 from designflow.catalog import Catalog
 from designflow.catalog.listings import ListingCatalog
 from designflow.etsy.client import EtsyClient, EtsyTokens, MemoryTokenStore, RetryPolicy
-from designflow.etsy.publish import publish_design
 from designflow.storage.nas import LocalNas
 from designflow.testing.etsy_stub import EtsyStub
+from tests.core.publishing import publish_design
 from tests.core.test_catalog import new_design
 from tests.core.test_etsy_client import LISTING, jpeg
 
@@ -144,7 +144,7 @@ _CHILD = textwrap.dedent(
     from designflow.etsy.client import EtsyClient, EtsyTokens, MemoryTokenStore
     from designflow.catalog.listings import ListingCatalog
     from designflow.storage.nas import LocalNas
-    from designflow.etsy.publish import publish_design
+    from tests.core.publishing import publish_design
     a = json.loads(sys.argv[1])
     store = ListingCatalog(Catalog(a["db"]))
     tokens = MemoryTokenStore(EtsyTokens(a["refresh"], a["access"], time.time() + 3600))
@@ -198,3 +198,33 @@ def test_killed_mid_publish_then_retried_makes_one_listing(
     expected = "adopted" if endpoint == "createDraftListing" else "existing"
     assert outcome.action == expected
     assert store.listing(design_id, str(stub.shop_id)).status == "complete"
+
+
+def test_publish_run_decides_outcomes_errors_and_rows() -> None:
+    """The run's decisions without any I/O: the listing's error wins, else the first failed
+    image's; only listings whose every step succeeded are finished; one row per design."""
+    from designflow.etsy.publish import PublishRun
+
+    run = PublishRun({"shop_id": "7", "shop_name": "S"}, [1, 2, 3], max_images=2)
+    mockups = [{"design_id": d, "id": 10 * d + m, "template_id": f"t{m}", "nas_path": f"m/{d}/{m}"}
+               for d in (1, 2) for m in range(3)]  # fmt: skip
+    listing = {"listing_id": 501, "action": "created", "title": "One", "on_etsy": {}}
+    plans = run.listing_made(1, listing, None, mockups)
+    assert [(p.rank, p.template_id) for p in plans] == [(1, "t0"), (2, "t1")]
+    assert [s["template_id"] for s in run.outcomes[1].skipped] == ["t2"]  # over the limit
+    for plan in plans:
+        run.image_done(1, {"rank": plan.rank}, None)
+    two = dict(listing, listing_id=502, title="Two")
+    assert len(run.listing_made(2, two, None, mockups)) == 2
+    run.image_done(2, None, "HTTP 500 from Etsy")
+    run.image_done(2, None, "timed out")
+    assert run.listing_made(3, None, "EtsyError: 400 title", mockups) == []
+    assert run.outcomes[2].error == "image upload failed: HTTP 500 from Etsy"
+    assert run.outcomes[3].error == "EtsyError: 400 title"
+    assert run.to_finish() == [(1, run.outcomes[1].skipped)]
+    rows = {r["design_id"]: r for r in run.rows()}
+    assert (rows[1]["images"], rows[1]["not_uploaded"], rows[1]["error"]) == (2, 1, "")
+    assert rows[2]["listing_id"] == 502 and rows[2]["error"].startswith("image upload failed")
+    assert [o["design_id"] for o in run.result()["listings"]] == [1, 2, 3]
+    run.fail_all("no shipping profile")
+    assert {o.error for o in run.outcomes.values()} == {"no shipping profile"}

@@ -89,8 +89,12 @@ def test_upload_mockups_listing_end_to_end(designflow_env, stub, etsy_block) -> 
     assert stub.count("getShop") == 1  # fetched once for the run, not per design
     # The catalog knows each listing: a standalone re-run changes nothing on Etsy.
     ids = [s["design_id"] for s in report["stored"]]
+    profile_calls = stub.count("getShopShippingProfiles")
+    assert profile_calls == 1  # looked up once for the run's two new listings
     again = publish_listing(ids)
     assert {o["action"] for o in again["listings"]} == {"existing"}
+    # Nothing to create or change: the shop's profiles are not asked for at all.
+    assert stub.count("getShopShippingProfiles") == profile_calls
     assert len(stub.listings) == 2 and stub.count("createDraftListing") == 2
     assert stub.count("uploadListingImage") == 4
     store = ListingCatalog(Catalog(designflow_env.database_url))
@@ -104,6 +108,7 @@ def test_upload_mockups_listing_end_to_end(designflow_env, stub, etsy_block) -> 
     cat = next(v for v in stub.listings.values() if v["title"] == "Sunset cat tee")
     assert cat["price"]["amount"] == 2700
     assert stub.count("updateListingInventory") == 1 and stub.count("createDraftListing") == 2
+    assert stub.count("getShopShippingProfiles") == profile_calls + 1  # a listing changed
     # the profiles were the shop's own, looked up once for the run
     assert cat["shipping_profile_id"] == stub.shipping_profiles[0]["shipping_profile_id"]
     calls = [(r.method, r.path, r.content_type) for r in stub.requests if r.status < 400]

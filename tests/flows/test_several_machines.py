@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,6 +158,18 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         assert hashlib.sha256(own.read_bytes()).hexdigest() == report["stored"][0]["sha256"]
         assert not any("theirs" in s["file"] for s in report["stored"])
 
+        # A web app's calls exactly as the operator guide shows them: start an upload over
+        # plain HTTP, wait for it, read each file's outcome from its upload-outcomes table.
+        (nas.root / "uploads" / "shop-42").mkdir()
+        web_app_file = images.write_png(nas.root / "uploads" / "shop-42" / "a.png", seed=2300)
+        namespace = run_documented_client(cluster.api_url, cluster.auth_file)
+        assert namespace["state"] == "COMPLETED"
+        (row,) = namespace["outcomes"]
+        assert (row["file"], row["outcome"]) == ("nas:uploads/shop-42/a.png", "stored"), row
+        stored_a = [d for d in catalog_designs(catalog_url, "shop-42") if d[1] == "a.png"]
+        assert [d[0] for d in stored_a] == [row["design_id"]]
+        assert stored_a[0][2] == hashlib.sha256(web_app_file.read_bytes()).hexdigest()
+
         # The secret is in no log of the server, the workers or the commands above.
         logs = [(tmp_path / "server.log").read_text(errors="replace"), *ran,
                 *(cluster.worker_log(n) for n in ("machine-1", "machine-2")), status.stdout,
@@ -164,3 +177,26 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         assert not any(secret.split(":", 1)[1] in log for log in logs)
     finally:
         cluster.close()
+
+
+def run_documented_client(api_url: str, auth_file: Path) -> dict:
+    """The operator guide's Python web-app example, run as written but for the server's
+    address and where its secret file is."""
+    guide = (ROOT / "docs" / "operator-guide.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+    (code,) = [b for b in blocks if "upload-outcomes" in b]
+    code = code.replace('"http://127.0.0.1:4200/api"', repr(api_url))
+    code = code.replace(
+        'pathlib.Path("~/.designflow/api-auth")', f"pathlib.Path({str(auth_file)!r})"
+    )
+    assert repr(api_url) in code and str(auth_file) in code
+    namespace: dict = {}
+    exec(compile(code, "docs/operator-guide.md", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def catalog_designs(catalog_url: str, user: str) -> list[tuple]:
+    with psycopg.connect(catalog_url) as conn:
+        return conn.execute(
+            "SELECT id, original_name, sha256 FROM design_images WHERE user_id = %s", (user,)
+        ).fetchall()

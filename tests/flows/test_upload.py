@@ -188,6 +188,7 @@ def test_artifacts_show_outcomes(designflow_env: DesignflowEnv) -> None:
     folder = designflow_env.inputs / "art"
     good_designs(folder, 2)
     (folder / "broken.png").write_text("nope")
+    first = upload_designs(paths=[str(folder / "design-0.png")], user_id="gina")
     report = upload_designs(paths=[str(folder)], user_id="gina")
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -205,12 +206,23 @@ def test_artifacts_show_outcomes(designflow_env: DesignflowEnv) -> None:
     )
     outcomes = {Path(row["file"]).name: row["outcome"] for row in table}
     assert outcomes == {
-        "design-0.png": "stored",
+        "design-0.png": "duplicate (exact)",
         "design-1.png": "stored",
         "broken.png": "rejected",
     }
+    # The stored design's id and the copied one's are separate columns, the distance its
+    # own, the long NAS path last (the UI's table keeps the rest on a 1400 px screen).
+    rows = {Path(row["file"]).name: row for row in table}
+    copied = first["stored"][0]["design_id"]
+    assert rows["design-0.png"]["design_id"] is None
+    assert (rows["design-0.png"]["duplicate_of"], rows["design-0.png"]["distance"]) == (copied, 0)
+    assert rows["design-1.png"]["design_id"] == report["stored"][0]["design_id"]
+    assert rows["design-1.png"]["duplicate_of"] is None
+    assert list(rows["design-1.png"])[-1] == "nas_path"
     assert by_type["progress"][0].data == pytest.approx(100.0)
-    assert any("stored: **2**" in a.data for a in by_type["markdown"])
+    assert any(
+        "stored: **1**" in a.data and "duplicates: **1**" in a.data for a in by_type["markdown"]
+    )
 
 
 def test_symlink_loops_do_not_stop_an_upload(designflow_env: DesignflowEnv) -> None:
