@@ -21,10 +21,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists
 
+from designflow.mockups import PRIORITY_QUEUES
 from designflow.settings import Settings
 from designflow.storage.nas import USER_ID_PATTERN
-
-QUEUES = {"high": 1, "normal": 2, "low": 3}
 
 # Labels of the run form in the Prefect UI (Prefect titles a parameter with its name); the
 # descriptions come from each flow's `Args:` section.
@@ -143,7 +142,7 @@ def ensure_work_pool(name: str, concurrency_limit: int | None = None) -> None:
         except ObjectAlreadyExists:
             if concurrency_limit is not None:
                 client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=concurrency_limit))
-        for queue, priority in QUEUES.items():
+        for queue, priority in PRIORITY_QUEUES.items():
             try:
                 client.create_work_queue(name=queue, work_pool_name=name, priority=priority)
             except ObjectAlreadyExists:

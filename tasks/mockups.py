@@ -11,16 +11,16 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from designflow.mockups import PRIORITY_QUEUES
 from designflow.mockups.render import (
     PreparedDesign,
     Template,
     render_mockup,
 )
-from designflow.storage.nas import check_user_id
+from designflow.storage.nas import check_user_id, mockup_path
 from designflow.tasks import resources
 from designflow.tasks.retry import io_retry
 
-PRIORITY_QUEUES = {"high": 1, "normal": 2, "low": 3}
 MOCKUP_DEPLOYMENT = "generate-mockups/generate-mockups"
 
 
@@ -83,7 +83,7 @@ def store_mockup(mockup: RenderedMockup, flow_run_id: str | None = None) -> dict
     design = catalog.designs_by_id([mockup.design_id])[mockup.design_id]
     user = check_user_id(str(design["user_id"]))
     sha = str(design["sha256"])
-    dest = f"users/{user}/designs/{sha[:2]}/{sha}.mockups/{mockup.template_id}-{mockup.sha256[:16]}.jpg"
+    dest = mockup_path(user, sha, mockup.template_id, mockup.sha256)
     resources.nas().put_file(mockup.local_path, dest, mockup.sha256)
     mockup_id = catalog.record_mockup(
         mockup.design_id, mockup.template_id, dest, mockup.bytes, mockup.width, mockup.height,

@@ -156,11 +156,10 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
 
     updates: dict = {}
     if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ:
-        # The run's heartbeat thread sleeps in 1 s steps and is joined at the end: ~0.9 s
-        # of every upload (measured: 0.9 s from the last task to the flow's end, 39 ms
-        # without). A run of this command is ended by the command itself, or Crashed by
-        # its watchdog when the command is killed: no heartbeat is needed to tell.
-        updates[prefect_settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        # A command's runs are ended by the command (or Crashed by its watchdog).
+        from designflow.tasks.runners import no_heartbeat_settings
+
+        updates.update(no_heartbeat_settings())
     if prefect_settings.get_current_settings().api.url:
         with prefect_settings.temporary_settings(updates=updates):
             yield

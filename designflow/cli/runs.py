@@ -35,7 +35,10 @@ def deploy(
         )
     for line in made:
         out(f"deployed {line}")
-    out("queues: high (priority 1), normal (2), low (3); start a worker with `designflow worker`")
+    from designflow.mockups import PRIORITY_QUEUES
+
+    queues = ", ".join(f"{name} (priority {n})" for name, n in PRIORITY_QUEUES.items())
+    out(f"queues: {queues}; start a worker with `designflow worker`")
     return 0
 
 

@@ -174,9 +174,10 @@ class BatchIngest:
                 still_open.append(replace(match, key=key))
         return self.near(still_open, reductions)
 
-    def known(self, existing: dict[str, ExistingDesign]) -> list[NearQuery]:
+    def known(self, existing: dict[str, ExistingDesign]) -> None:
         """The catalog's designs with these sha256s: exact and in-batch duplicates are
-        settled; returns the near-duplicate queries for the rest."""
+        settled; the rest are still to store (their near queries were asked already, with
+        all_near_queries)."""
         dedup = classify_exact(self._fingerprints, existing, self.run_id)
         for fp, match in dedup.exact:
             self._settle_duplicate(fp, match.id, 0, "exact", match.nas_path)
@@ -191,7 +192,6 @@ class BatchIngest:
                 FailedFile(fp.path, "its design was removed during the upload: upload it again")
             )
         self._to_store = [fp for fp in dedup.to_store if fp.decoded]
-        return near_queries(self._to_store)
 
     def near(
         self, matches: Sequence[NearMatch], reductions: Mapping[int, bytes] | None = None

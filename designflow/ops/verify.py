@@ -24,7 +24,7 @@ from designflow.catalog import Catalog
 from designflow.images.fingerprint import RejectedDesign, fingerprint_bytes
 from designflow.ingest.service import new_design_row
 from designflow.settings import ImageLimits
-from designflow.storage.nas import Nas, check_user_id, design_path
+from designflow.storage.nas import Nas, check_user_id, design_path, is_design_file, user_folder
 
 STALE_TEMPORARY_S = 3600
 
@@ -77,14 +77,14 @@ def verify(
 ) -> VerifyReport:
     report = VerifyReport()
     now = time.time() if now is None else now
-    files = nas.list_files(f"users/{check_user_id(user_id)}" if user_id else "users")
+    files = nas.list_files(user_folder(user_id) if user_id else "users")
     users = [user_id] if user_id else sorted(set(catalog.users()) | _users_on_nas(files))
     for user in users:
         every = catalog.designs_of_user(user)
         _check_rows(nas, [r for r in every if r["is_active"]], deep, report)
         known = {str(r["nas_path"]) for r in every}
         for path in files:
-            if not path.startswith(f"users/{user}/designs/") or ".mockups/" in path:
+            if not is_design_file(user, path):
                 continue
             if posixpath.basename(path).endswith(".part"):
                 modified = nas.modified(path)
@@ -129,7 +129,7 @@ def _check_rows(nas: Nas, rows: list[dict], deep: bool, report: VerifyReport) ->
 def _repair(
     catalog: Catalog, nas: Nas, user: str, report: VerifyReport, limits: ImageLimits
 ) -> None:
-    for path in [p for p in report.orphans if p.startswith(f"users/{user}/")]:
+    for path in [p for p in report.orphans if p.startswith(f"{user_folder(user)}/")]:
         data = nas.read_bytes(path)
         digest = hashlib.sha256(data).hexdigest()
         try:
@@ -141,7 +141,7 @@ def _repair(
         result = catalog.record_designs([new_design_row(fp, user, uuid.uuid4(), None)])
         if digest in result.inserted:
             report.adopted.append({"design_id": result.inserted[digest], "nas_path": path})
-    for path in [p for p in report.temporary if p.startswith(f"users/{user}/")]:
+    for path in [p for p in report.temporary if p.startswith(f"{user_folder(user)}/")]:
         nas.remove(path)
         report.removed.append(path)
     missing = [m["design_id"] for m in report.missing]

@@ -86,7 +86,23 @@ def design_path(user_id: str, sha256: str, extension: str) -> str:
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     if not re.fullmatch(r"[a-z0-9]{1,5}", extension):
         raise ValueError(f"bad extension {extension!r}")
-    return f"users/{user_id}/designs/{sha256[:2]}/{sha256}.{extension}"
+    return f"{user_folder(user_id)}/designs/{sha256[:2]}/{sha256}.{extension}"
+
+
+def mockup_path(user_id: str, design_sha256: str, template_id: str, mockup_sha256: str) -> str:
+    """A design's mockup from one template, beside the design: one file per content."""
+    folder = design_path(user_id, design_sha256, "png").removesuffix(".png")
+    return f"{folder}.mockups/{template_id}-{mockup_sha256[:16]}.jpg"
+
+
+def user_folder(user_id: str) -> str:
+    """The NAS folder of everything stored for a seller."""
+    return f"users/{check_user_id(user_id)}"
+
+
+def is_design_file(user_id: str, path: str) -> bool:
+    """Whether a NAS path is where design_path puts a design of this user (not a mockup)."""
+    return path.startswith(f"{user_folder(user_id)}/designs/") and ".mockups/" not in path
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import ClientDisconnect
 
 from designflow.catalog import Catalog
+from designflow.mockups import PRIORITY_QUEUES
 from designflow.web.jobs import JobRunner
 from designflow.web.staging import BadUpload, LimitExceeded, StagingRequest, WebLimits
 
@@ -245,7 +246,7 @@ def _options(fields: dict[str, str]) -> dict[str, Any]:
     templates = [t.strip() for t in fields.get("mockup_templates", "").split(",") if t.strip()]
     if templates:
         options["mockup_templates"] = templates
-    if fields.get("priority") in ("high", "normal", "low"):
+    if fields.get("priority") in PRIORITY_QUEUES:
         options["priority"] = fields["priority"]
     return options
 

@@ -91,8 +91,9 @@ def test_near_duplicate_of_history_is_reported_or_stored_when_allowed() -> None:
         service = ingest(allow_near=allow)
         a = fp("a.png")
         service.fingerprinted([a])
-        queries = service.known({})
+        queries = service.all_near_queries()
         assert queries and {q.key for q in queries} == {0}
+        service.known({})
         uploads = service.near([NearMatch(0, 42, 3, 6, False, "users/seller/designs/q.png")])
         for upload in uploads:
             service.uploaded(upload, None)

@@ -43,3 +43,31 @@ def test_designflow_settings_are_read_in_settings_py_only() -> None:
         if reads.search(line)
     ]
     assert offenders == []
+
+
+def test_facts_written_once() -> None:
+    """The priority queues, the NAS layout of designs and mockups, and the run heartbeat
+    switch are each defined in one place; the upload flow's priority choices (a Literal, for
+    the Prefect UI's form) are those queues."""
+    import typing
+
+    from designflow.flows.upload import upload_designs
+    from designflow.mockups import PRIORITY_QUEUES
+
+    sources = {
+        p: p.read_text()
+        for d in ("designflow", "flows", "tasks", "deployments")
+        for p in (ROOT / d).rglob("*.py")
+    }
+
+    def where(pattern: str) -> list[str]:
+        return sorted(
+            str(p.relative_to(ROOT)) for p, text in sources.items() if re.search(pattern, text)
+        )
+
+    assert where(r"""["']high["']:\s*1""") == ["designflow/mockups/__init__.py"]
+    assert where(r"\.mockups/") == ["designflow/storage/nas.py"]
+    assert where(r"users/\{") == ["designflow/storage/nas.py"]
+    assert where(r"PREFECT_FLOWS_HEARTBEAT_FREQUENCY\b(?!\" not in)") == ["tasks/runners.py"]
+    hints = typing.get_type_hints(upload_designs.fn)
+    assert set(typing.get_args(hints["priority"])) == set(PRIORITY_QUEUES)
