@@ -172,7 +172,8 @@ def _refine_with_side_lines(points: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 
 def check_print_area(quad: np.ndarray, size: tuple[int, int], name: str) -> None:
-    """Inside the image, with an area, and convex (tl, tr, br, bl of a real quadrilateral)."""
+    """Partly inside the image (it may bleed past the edges), with an area, and convex (tl,
+    tr, br, bl of a real quadrilateral)."""
     render.check_print_area(quad, size, name, min_area=64)
     if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
         raise TemplateError(
@@ -300,10 +301,9 @@ def template_from_psd(
     path = Path(path)
     psd, layers = _open_psd(path)
     target = _smart_object(path, layers, layer_name)
-    box = target.smart_object.transform_box
-    if box is None:
+    quad, placement = smart_object_placement(target)
+    if quad is None:
         raise TemplateError(f"{path}: smart object {target.name!r} has no placement (transform)")
-    quad = np.array(box, np.float32).reshape(4, 2)
     w, h = psd.width, psd.height
     check_print_area(quad, (w, h), f"{path} (smart object {target.name!r})")
     index = layers.index(target)
@@ -328,7 +328,7 @@ def template_from_psd(
         quad = quad * np.array([size[0] / w, size[1] / h], np.float32)
     _check_size(base, str(path))
     derived_shading, displacement, strength = maps_from_luminance(base, quad)
-    source = {"kind": "psd", "psd": path.name, "layer": target.name,
+    source = {"kind": "psd", "psd": path.name, "layer": target.name, **placement,
               "shading_from": "layers above" if shading is not None else "base luminance"}  # fmt: skip
     try:
         warp = target.smart_object.warp
@@ -340,6 +340,44 @@ def template_from_psd(
         name, base, quad, shading if shading is not None else derived_shading, displacement,
         strength, source,
     )  # fmt: skip
+
+
+def smart_object_placement(layer) -> tuple[np.ndarray | None, dict[str, object]]:
+    """Where a smart object's content lies on the canvas (tl, tr, br, bl), as Photoshop writes
+    it: in the smart object block ('SoLd', newer files) its `nonAffineTransform`, the quad
+    itself when the object was distorted in perspective (a keystone: Photoshop keeps the
+    affine `Trnf` beside it), else `Trnf`; in the placed layer block ('PlLd', older files)
+    its transform. psd-tools' transform_box reads only the latter, so a perspective smart
+    object from Photoshop had no placement. Also returns what was read, for the manifest."""
+    from psd_tools.constants import Tag
+
+    for tag in (Tag.SMART_OBJECT_LAYER_DATA1, Tag.SMART_OBJECT_LAYER_DATA2):
+        block = layer.tagged_blocks.get_data(tag)
+        if block is None:
+            continue
+        data = block.data
+        for key in (b"nonAffineTransform", b"Trnf"):
+            quad = _eight_numbers(data.get(key))
+            if quad is not None:
+                info: dict[str, object] = {"placement": f"SoLd {key.decode()}"}
+                size = data.get(b"Sz  ")
+                if size is not None and b"Wdth" in size and b"Hght" in size:
+                    info["placed_size"] = [float(size[b"Wdth"]), float(size[b"Hght"])]
+                return quad, info
+    box = layer.smart_object.transform_box
+    if box is None:
+        return None, {}
+    return np.array(box, np.float32).reshape(4, 2), {"placement": "PlLd transform"}
+
+
+def _eight_numbers(values) -> np.ndarray | None:
+    try:
+        numbers = [float(getattr(v, "value", v)) for v in values]
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != 8 or not all(np.isfinite(numbers)):
+        return None
+    return np.array(numbers, np.float32).reshape(4, 2)
 
 
 def _open_psd(path: Path):

@@ -50,9 +50,10 @@ class Template:
         """Bounding box (x0, y0, x1, y1) of the print area: the only part a render touches."""
         x0, y0 = np.floor(self.print_area.min(axis=0)).astype(int)
         x1, y1 = np.ceil(self.print_area.max(axis=0)).astype(int)
+        # A print area that bleeds past the edges is drawn only where the image is.
         return (
-            int(x0),
-            int(y0),
+            max(int(x0), 0),
+            max(int(y0), 0),
             min(int(x1), self.output_size[0]),
             min(int(y1), self.output_size[1]),
         )
@@ -154,19 +155,24 @@ def load_template(folder: str | Path) -> Template:
 def check_print_area(
     quad: np.ndarray, size: tuple[int, int], where: str, min_area: float = 16
 ) -> None:
-    """The print area's four corners lie inside the image and enclose an area."""
+    """The print area's four corners enclose an area, and enough of it lies on the image. It
+    may reach past the edges (a design bled off a mug's wrap or a poster's frame): rendered
+    into the whole quad, clipped by the image. Corners further out than the image's own size
+    are a mistake, not a bleed."""
     w, h = size
-    if (
-        (quad[:, 0] < 0).any()
-        or (quad[:, 1] < 0).any()
-        or (quad[:, 0] > w).any()
-        or (quad[:, 1] > h).any()
-    ):
+    if (np.abs(quad) > 3 * max(w, h)).any() or not np.isfinite(quad).all():
         raise TemplateError(
-            f"{where}: the print area's corners {quad.round(1).tolist()} reach outside the {w}x{h} image"
+            f"{where}: the print area's corners {quad.round(1).tolist()} lie far outside the {w}x{h} image"
         )
     if abs(cv2.contourArea(quad)) < min_area:
         raise TemplateError(f"{where}: the print area is degenerate (no area)")
+    image = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    hull = cv2.convexHull(quad.astype(np.float32))
+    on_image, _ = cv2.intersectConvexConvex(hull, image)
+    if on_image < min_area:
+        raise TemplateError(
+            f"{where}: the print area's corners {quad.round(1).tolist()} lie outside the {w}x{h} image"
+        )
 
 
 def _read_image(

@@ -55,10 +55,14 @@ def write_mockup_psd(
     smart_objects: tuple[str, ...] = ("Your design",),
     shading_layer: bool = True,
     photo: np.ndarray | None = None,
+    placement: str = "PlLd",
 ) -> np.ndarray:
-    """An RGB 8-bit PSD: a photo layer, smart object layer(s) placed at `quad` (the placed
-    layer block, 'PlLd', that Photoshop writes), and a multiply shadow layer above. Returns
-    the photo (BGR) as written."""
+    """An RGB 8-bit PSD: a photo layer, smart object layer(s) placed at `quad`, and a
+    multiply shadow layer above. `placement` says where the quad is written: "PlLd" (the
+    placed layer block's transform, older files) or "SoLd" (the smart object block, as
+    Photoshop writes a smart object distorted in perspective: the quad as
+    `nonAffineTransform`, its bounding box as the affine `Trnf`, the placed size as `Sz  `).
+    The quad may reach past the canvas (a bleed). Returns the photo (BGR) as written."""
     from PIL import Image
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
@@ -70,12 +74,17 @@ def write_mockup_psd(
         photo = product_photo(size, np.array([[w * 0.15, h * 0.08], [w * 0.85, h * 0.08], [w * 0.9, h * 0.97], [w * 0.1, h * 0.97]]))  # fmt: skip
     psd = PSDImage.new("RGB", size)
     psd.append(PixelLayer.frompil(Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)), psd, "Background photo"))  # fmt: skip
-    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, None)
+    x1, y1 = np.minimum(np.ceil(quad.max(axis=0)).astype(int), (w, h))
+    if x1 <= x0 or y1 <= y0:  # placed wholly off the canvas: a token pixel layer
+        x0, y0, x1, y1 = 0, 0, 16, 16
     for index, name in enumerate(smart_objects):
         placeholder = Image.new("RGBA", (int(x1 - x0), int(y1 - y0)), (230, 230, 230, 255))
         layer = PixelLayer.frompil(placeholder, psd, name, top=int(y0), left=int(x0))
         psd.append(layer)
+        if placement == "SoLd":
+            _smart_object_block(layer, quad, index)
+            continue
         layer._record.tagged_blocks.set_data(
             Tag.PLACED_LAYER1, uuid=f"design-{index}".encode(), layer_type=2,
             transform=tuple(float(v) for v in np.asarray(quad, np.float64).ravel()),
@@ -91,3 +100,25 @@ def write_mockup_psd(
         psd.append(layer)
     psd.save(path)
     return photo
+
+
+def _smart_object_block(layer, quad: np.ndarray, index: int) -> None:
+    """The 'SoLd' block Photoshop writes for a placed smart object, with psd-tools' own
+    descriptor classes: the perspective quad only there (no 'PlLd')."""
+    from psd_tools.constants import Tag
+    from psd_tools.psd.descriptor import Descriptor, DescriptorBlock, Double, List, String
+
+    def doubles(values) -> List:
+        return List([Double(float(v)) for v in values])
+
+    (left, top), (right, bottom) = quad.min(axis=0), quad.max(axis=0)
+    size = Descriptor()
+    size[b"Wdth"], size[b"Hght"] = Double(1000.0), Double(1200.0)
+    data = DescriptorBlock()
+    data[b"Idnt"] = String(f"design-{index}")
+    data[b"Trnf"] = doubles([left, top, right, top, right, bottom, left, bottom])
+    data[b"nonAffineTransform"] = doubles(np.asarray(quad, np.float64).ravel())
+    data[b"Sz  "] = size
+    layer._record.tagged_blocks.set_data(
+        Tag.SMART_OBJECT_LAYER_DATA1, data=data
+    )

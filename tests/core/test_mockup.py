@@ -92,7 +92,10 @@ def test_perspective_quad(tmp_path: Path) -> None:
     "edit, words",
     [
         (lambda m, f: (f / "base.png").unlink(), "base.png is missing"),
-        (lambda m, f: m.update(print_area=[[0, 0], [500, 0], [400, 300], [0, 300]]), "outside"),
+        (
+            lambda m, f: m.update(print_area=[[500, 0], [900, 0], [900, 300], [500, 300]]),
+            "lie outside",
+        ),
         (lambda m, f: m.update(print_area=[[0, 0], [10, 0], [10, 10]]), "4 points"),
         (lambda m, f: m.pop("output_size"), "missing field 'output_size'"),
         (lambda m, f: m.update(output_size=[300, 300]), "the manifest says 300x300"),

@@ -12,7 +12,12 @@ import pytest
 
 from designflow.cli import main
 from designflow.mockups.authoring import corners_from_mask, template_from_photo, template_from_psd
-from designflow.mockups.render import PreparedDesign, TemplateError, render_mockup_array
+from designflow.mockups.render import (
+    PreparedDesign,
+    TemplateError,
+    load_template,
+    render_mockup_array,
+)
 from designflow.testing.mockup_sources import painted_mask, product_photo, write_mockup_psd
 
 SIZE = (1600, 1200)
@@ -81,9 +86,11 @@ def test_a_mask_with_no_paint_or_a_bad_corner_list_is_refused(photo_files, tmp_p
     cv2.imwrite(str(empty), np.zeros((SIZE[1], SIZE[0]), np.uint8))
     with pytest.raises(TemplateError, match="empty.png: the mask is empty"):
         template_from_photo("x", photo, mask=empty)
-    outside = QUAD + np.array([700, 0], np.float32)
-    with pytest.raises(TemplateError, match="outside the 1600x1200 image"):
+    outside = QUAD + np.array([1100, 0], np.float32)  # wholly off the photo
+    with pytest.raises(TemplateError, match="lie outside the 1600x1200 image"):
         template_from_photo("x", photo, corners=outside)
+    bleeding = QUAD + np.array([700, 0], np.float32)  # past the right edge: a bleed
+    assert template_from_photo("x", photo, corners=bleeding).print_area[1, 0] > SIZE[0]
     assert np.abs(corners_from_mask(painted_mask(SIZE, QUAD)) - QUAD).max() <= 1.0
 
 
@@ -98,6 +105,49 @@ def test_psd_smart_object_gives_exact_corners_base_and_shading(tmp_path: Path) -
     assert draft.shading[1400, 1000] == 150 and draft.shading[500, 1000] == 255
     assert draft.source["kind"] == "psd" and draft.source["layer"] == "Your design"
     _lands_inside(draft, quad.astype(np.float32))
+
+
+def test_a_photoshop_perspective_smart_object_imports_with_its_exact_quad(tmp_path: Path) -> None:
+    """Photoshop writes a smart object distorted in perspective in its 'SoLd' block (the quad
+    as nonAffineTransform, no 'PlLd'): psd-tools has no transform_box for it."""
+    from psd_tools import PSDImage
+
+    keystone = np.array([[480.5, 420.25], [1520.75, 405.0], [1390.0, 1490.5], [610.25, 1500.0]])
+    psd = tmp_path / "Keystone Tee.psd"
+    write_mockup_psd(psd, (2000, 2000), keystone, placement="SoLd")
+    (smart,) = [layer for layer in PSDImage.open(psd).descendants() if layer.kind == "smartobject"]
+    assert smart.smart_object.transform_box is None  # what psd-tools alone would use
+    draft = template_from_psd("keystone", psd)
+    assert np.abs(draft.print_area - keystone).max() <= 0.5
+    assert draft.source["placement"] == "SoLd nonAffineTransform"
+    assert draft.source["placed_size"] == [1000.0, 1200.0]
+    _lands_inside(draft, keystone.astype(np.float32))
+
+
+def test_a_smart_object_bleeding_past_the_canvas_imports_and_renders_clipped(
+    tmp_path: Path,
+) -> None:
+    bleed = np.array([[-160.0, 90.0], [620.0, 70.0], [640.0, 660.0], [-140.0, 650.0]])
+    psd = tmp_path / "mug wrap.psd"
+    write_mockup_psd(psd, (800, 700), bleed, placement="SoLd")
+    draft = template_from_psd("wrap", psd)
+    assert draft.print_area.tolist() == bleed.astype(np.float32).tolist()
+    folder = tmp_path / "templates" / "wrap"
+    folder.mkdir(parents=True)
+    for name, data in draft.files().items():
+        (folder / name).write_bytes(data)
+    template = load_template(folder)  # the saved manifest is accepted too
+    out = render_mockup_array(_red_design(), template)
+    # The design runs off the left edge: red right at the canvas' edge, none beyond the area.
+    b, g, r = out[360, 2].astype(int)
+    assert r > 120 and g < 80 and b < 80
+    changed = np.abs(out.astype(int) - template.base.astype(int)).max(axis=2) > 40
+    assert not changed[:, 660:].any() and not changed[:60].any()
+    # A print area wholly off the image is still refused, naming the file.
+    off = bleed + np.array([1000.0, 0.0])
+    write_mockup_psd(tmp_path / "off.psd", (800, 700), off.clip(-1e9, None), placement="SoLd")
+    with pytest.raises(TemplateError, match=r"off.psd .*lie outside the 800x700 image"):
+        template_from_psd("off", tmp_path / "off.psd")
 
 
 def test_psd_with_several_smart_objects_needs_a_layer_name(tmp_path: Path) -> None:
