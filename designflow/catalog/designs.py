@@ -119,15 +119,20 @@ class DesignRepository(Database):
         return [{"file": name, "design_id": id_, "nas_path": path} for name, id_, path in rows]
 
     def list_designs(
-        self, user_id: str, near_of: int | None = None, limit: int = 50, offset: int = 0
-    ) -> tuple[list[dict[str, object]], int]:
+        self, user_id: str, near_of: int | None = None, limit: int = 50, offset: int = 0,
+        filters: DesignFilter | None = None,
+    ) -> tuple[list[dict[str, object]], int]:  # fmt: skip
         """A page of the seller's active designs, newest first, with their mockup count and
-        Etsy listing; with `near_of`, that design and those stored as its near duplicates.
-        Returns the page and the number of designs in all."""
+        Etsy listing; with `near_of`, that design and those stored as its near duplicates;
+        narrowed by `filters`. Returns the page and the number of designs in all."""
         where = "d.user_id = %(user)s AND d.is_active"
         if near_of is not None:
             where += " AND (d.id = %(near)s OR d.near_duplicate_of = %(near)s)"
         params = {"user": user_id, "near": near_of, "limit": limit, "offset": offset}
+        if filters is not None:
+            clauses, values = filters.sql()
+            where = " AND ".join([where, *clauses])
+            params.update(values)
         with self.connect() as conn:
             (total,) = conn.execute(
                 sql.SQL("SELECT count(*) FROM design_images d WHERE {}").format(sql.SQL(where)),
@@ -454,7 +459,44 @@ class DesignRepository(Database):
             return cur.rowcount
 
 
-# The filter is one of two constant strings (list_designs); the values are parameters.
+@dataclass(frozen=True)
+class DesignFilter:
+    """What the catalog page narrows a seller's designs to: a name containing `name`; only
+    designs in a near-duplicate group; with or without mockups; listed on Etsy or not."""
+
+    name: str = ""
+    near_groups: bool = False
+    mockups: bool | None = None
+    listed: bool | None = None
+
+    def sql(self) -> tuple[list[str], dict[str, object]]:
+        """Constant WHERE fragments (chosen here, never built from the values) and values."""
+        clauses: list[str] = []
+        values: dict[str, object] = {}
+        if self.name:
+            escaped = self.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("d.original_name ILIKE %(name)s")
+            values["name"] = f"%{escaped}%"
+        if self.near_groups:
+            clauses.append(_NEAR_GROUP)
+        if self.mockups is not None:
+            clauses.append(("" if self.mockups else "NOT ") + _HAS_MOCKUPS)
+        if self.listed is not None:
+            clauses.append(("" if self.listed else "NOT ") + _IS_LISTED)
+        return clauses, values
+
+
+_NEAR_GROUP = (
+    "(d.near_duplicate_of IS NOT NULL OR EXISTS (SELECT 1 FROM design_images n"
+    " WHERE n.near_duplicate_of = d.id AND n.is_active))"
+)
+_HAS_MOCKUPS = "EXISTS (SELECT 1 FROM design_mockups m WHERE m.design_id = d.id)"
+_IS_LISTED = (
+    "EXISTS (SELECT 1 FROM etsy_listings l WHERE l.design_id = d.id AND l.listing_id IS NOT NULL)"
+)
+
+# The filter is made of constant strings (list_designs, DesignFilter); the values are
+# parameters.
 _LIST_DESIGNS = """
     SELECT d.id, d.original_name, d.bytes, d.width, d.height, d.format, d.created_at,
            d.near_duplicate_of, d.nas_path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from designflow.cli.app import app, fail, out, print_json
@@ -115,7 +117,15 @@ def web(
         f"designflow web on http://{host}:{port} (uploads run {mode}; {left} stale job(s) failed)",
         err=True,
     )
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=True,
+    # Access lines are designflow's own JSON ones (designflow.web.access), not uvicorn's.
+    access = logging.getLogger("designflow.web.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter('{"time": "%(asctime)s", "access": %(message)s}'))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=30)  # fmt: skip
     resources.close_all()
     return 0

@@ -119,6 +119,4 @@ def _smart_object_block(layer, quad: np.ndarray, index: int) -> None:
     data[b"Trnf"] = doubles([left, top, right, top, right, bottom, left, bottom])
     data[b"nonAffineTransform"] = doubles(np.asarray(quad, np.float64).ravel())
     data[b"Sz  "] = size
-    layer._record.tagged_blocks.set_data(
-        Tag.SMART_OBJECT_LAYER_DATA1, data=data
-    )
+    layer._record.tagged_blocks.set_data(Tag.SMART_OBJECT_LAYER_DATA1, data=data)

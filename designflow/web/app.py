@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
+import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,11 +29,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import ClientDisconnect
 
 from designflow.catalog import Catalog
+from designflow.catalog.designs import DesignFilter
 from designflow.mockups import PRIORITY_QUEUES
 from designflow.web.jobs import JobRunner
 from designflow.web.staging import BadUpload, LimitExceeded, StagingRequest, WebLimits
 
 SESSION = "designflow_session"
+ACCESS_LOG = logging.getLogger("designflow.web.access")
 CSRF = "designflow_csrf"
 FINAL = ("completed", "failed")
 WAIT_SECONDS = 1800  # a synchronous upload answers within half an hour or says to poll
@@ -56,6 +62,25 @@ def create_app(context: WebContext) -> FastAPI:
     templates = Jinja2Templates(directory=str(resources.files("designflow.web") / "templates"))
     app.state.context = context
 
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        """One JSON line per request (designflow.web.access): method, path without its
+        query, status, time, bytes sent and the seller once known; never a header, a
+        cookie or a query string (a token must not end up in a log)."""
+        started = time.perf_counter()
+        status, size = 500, 0
+        try:
+            response = await call_next(request)
+            status, size = response.status_code, int(response.headers.get("content-length", 0))
+            return response
+        finally:
+            ACCESS_LOG.info(json.dumps({
+                "method": request.method, "path": request.url.path, "status": status,
+                "ms": round(1000 * (time.perf_counter() - started), 1), "bytes": size,
+                "user": getattr(request.state, "user", None),
+                "client": request.client.host if request.client else None,
+            }))  # fmt: skip
+
     def seller(request: Request, unsafe: bool = False) -> str:
         """The signed-in seller, or 401. A cookie session's unsafe request needs the CSRF
         token too (a bearer token is never sent by a browser on its own)."""
@@ -68,6 +93,7 @@ def create_app(context: WebContext) -> FastAPI:
                 raise HTTPException(403, "missing or wrong CSRF token")
         if not user:
             raise HTTPException(401, "sign in with a token", {"WWW-Authenticate": "Bearer"})
+        request.state.user = user
         return user
 
     @app.get("/health")
@@ -134,7 +160,7 @@ def create_app(context: WebContext) -> FastAPI:
         user = seller(request)
         per_page = max(1, min(per_page, 200))
         rows, total = context.catalog.list_designs(
-            user, None, per_page, (max(page, 1) - 1) * per_page
+            user, None, per_page, (max(page, 1) - 1) * per_page, design_filter(request)
         )
         return {"total": total, "page": page, "per_page": per_page,
                 "designs": [_design_view(r) for r in rows]}  # fmt: skip
@@ -190,10 +216,12 @@ def create_app(context: WebContext) -> FastAPI:
         if name == "designs.html":
             per_page = 48
             rows, total = context.catalog.list_designs(
-                user, None, per_page, (extra["page"] - 1) * per_page
+                user, None, per_page, (extra["page"] - 1) * per_page, design_filter(request)
             )
+            kept = {k: v for k, v in request.query_params.items() if k in FILTERS and v}
             extra |= {"designs": [_design_view(r) for r in rows], "total": total,
-                      "pages": max(1, -(-total // per_page))}  # fmt: skip
+                      "pages": max(1, -(-total // per_page)), "filters": kept,
+                      "filter_query": urlencode(kept)}  # fmt: skip
         if name == "design.html":
             extra |= _design_details(context.catalog, user, extra["design_id"])
         return templates.TemplateResponse(
@@ -201,6 +229,28 @@ def create_app(context: WebContext) -> FastAPI:
         )
 
     return app
+
+
+# The catalog's filters, as query parameters of the designs page and API:
+# q (part of the file name), near=1 (near-duplicate groups), mockups=with|without,
+# listed=yes|no.
+FILTERS = ("q", "near", "mockups", "listed")
+
+
+def design_filter(request: Request) -> DesignFilter:
+    """The filters a request asks for (unknown values mean no filter), or 400 for a name
+    longer than any file name."""
+    given = request.query_params
+    name = given.get("q", "").strip()
+    if len(name) > 255:
+        raise HTTPException(400, "q: at most 255 characters")
+    choice = {"with": True, "yes": True, "without": False, "no": False}
+    return DesignFilter(
+        name=name,
+        near_groups=given.get("near") in ("1", "true", "yes", "on"),
+        mockups=choice.get(given.get("mockups", "")),
+        listed=choice.get(given.get("listed", "")),
+    )
 
 
 def _design_details(catalog: Catalog, user: str, design_id: int) -> dict[str, Any]:

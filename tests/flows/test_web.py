@@ -4,12 +4,14 @@ server (DESIGNFLOW_WEB_RUNS=local), every call over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -62,11 +64,31 @@ def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_har
     tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo")}
     yield {"base": base, "tokens": tokens, "catalog": catalog, "root": root, "process": process,
            "log": root / "web.log", "env": env}  # fmt: skip
+    # SIGTERM with an upload in flight: it finishes (within the 30 s grace), then the server
+    # exits; uvicorn ends by the signal it caught (its exit status says so).
+    with httpx.Client(base_url=base, timeout=60,
+                      headers={"Authorization": f"Bearer {tokens['ada']}"}) as http:  # fmt: skip
+        sent = http.post("/api/v1/uploads", data={"async_mode": "true"},
+                         files=[("files", ("last.png", png(7099, (900, 1000)), "image/png"))])  # fmt: skip
+    assert sent.status_code == 202, sent.text
     process.terminate()
-    # uvicorn stops gracefully, then ends by the signal it caught (its exit status says so).
+    stopping = time.monotonic()
     assert process.wait(60) in (0, -15)
+    assert time.monotonic() - stopping < 35
     log.close()
-    assert "Finished server process" in (root / "web.log").read_text()
+    text = (root / "web.log").read_text()
+    assert "Finished server process" in text
+    last = catalog.job(uuid.UUID(sent.json()["job_id"]), "ada")
+    assert last is not None and last["status"] == "completed", last
+    # Structured access lines: one JSON object per request, the seller once known, never a
+    # token or a query string.
+    lines = [json.loads(line)["access"] for line in text.splitlines() if line.startswith('{"time"')]
+    assert any(a["path"] == "/api/v1/uploads" and a["status"] == 202 and a["user"] == "ada"
+               for a in lines)  # fmt: skip
+    assert any(a["status"] == 401 and a["user"] is None for a in lines)
+    assert any(a["status"] == 413 for a in lines) and any(a["status"] == 429 for a in lines)
+    assert not any(token in text for token in tokens.values())
+    assert "?" not in "".join(a["path"] for a in lines)
 
 
 def client(web, seller: str | None = None) -> httpx.Client:
@@ -330,3 +352,51 @@ def test_a_seller_uploads_from_the_browser_and_sees_every_outcome(web, tmp_path:
             expect(page.locator("body")).to_contain_text("Near twins")
         finally:
             browser.close()
+
+
+def test_the_catalog_narrows_by_name_near_groups_mockups_and_listing(web) -> None:
+    """The designs API and page filter a seller's catalog: part of the name (LIKE's own
+    characters taken literally), near-duplicate groups, with/without mockups, listed or not."""
+    from dataclasses import replace
+
+    from designflow.catalog.listings import ListingCatalog
+    from tests.core.test_catalog import new_design
+
+    catalog: Catalog = web["catalog"]
+    names = ["Sunset_cat.png", "sunset dog.png", "Moon 100%.png", "plain.png"]
+    rows = [replace(new_design("cy", 9100 + i), original_name=n) for i, n in enumerate(names)]
+    inserted = catalog.record_designs(rows).inserted
+    ids = {row.original_name: inserted[row.sha256] for row in rows}
+    twin = replace(new_design("cy", 9200), original_name="sunset dog v2.png",
+                   near_duplicate_of=ids["sunset dog.png"], near_distance=4)  # fmt: skip
+    ids["sunset dog v2.png"] = catalog.record_designs([twin]).inserted[twin.sha256]
+    catalog.record_mockup(ids["Sunset_cat.png"], "tshirt", "users/cy/m.jpg", 10, 8, 8, None)
+    listings = ListingCatalog(catalog)
+    listings.begin_create(ids["Moon 100%.png"], "shop-1", "Moon", "sha")
+    listings.set_listing(ids["Moon 100%.png"], "shop-1", 5551, "sha")
+    _, token = catalog.create_token("cy", "filters")
+    with httpx.Client(base_url=web["base"], timeout=60,
+                      headers={"Authorization": f"Bearer {token}"}) as http:  # fmt: skip
+
+        def found(**query) -> set[str]:
+            answer = http.get("/api/v1/designs", params=query).raise_for_status().json()
+            assert answer["total"] == len(answer["designs"])
+            return {d["name"] for d in answer["designs"]}
+
+        assert found() == set(ids)
+        assert found(q="sunset") == {"Sunset_cat.png", "sunset dog.png", "sunset dog v2.png"}
+        assert found(q="t_c") == {"Sunset_cat.png"}  # "_" is a character, not a wildcard
+        assert found(q="0%") == {"Moon 100%.png"}
+        assert found(near="1") == {"sunset dog.png", "sunset dog v2.png"}
+        assert found(mockups="with") == {"Sunset_cat.png"}
+        assert found(mockups="without") == set(ids) - {"Sunset_cat.png"}
+        assert found(listed="yes") == {"Moon 100%.png"}
+        assert found(listed="no", q="sunset", near="1") == {"sunset dog.png", "sunset dog v2.png"}
+        assert http.get("/api/v1/designs", params={"q": "x" * 300}).status_code == 400
+        # The page: the same filters from its form, kept in the paging links.
+        page = http.get("/designs", params={"mockups": "without", "q": "sunset"},
+                        cookies={"designflow_session": token})  # fmt: skip
+        assert page.status_code == 200
+        shown = set(re.findall(r'class="card design" data-id="(\d+)"', page.text))
+        assert shown == {str(ids["sunset dog.png"]), str(ids["sunset dog v2.png"])}
+        assert 'value="sunset"' in page.text and 'value="without" selected' in page.text
