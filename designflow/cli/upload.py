@@ -64,35 +64,45 @@ def upload(
     # names are kept as given.
     absolute = [p if is_remote(p) else str(Path(p).absolute()) for p in paths]
     guard_children()
-    with _progress_bar(enabled=sys.stderr.isatty() and not as_json):
-        # Anything a library prints must not end up in the JSON on stdout.
-        with contextlib.redirect_stdout(sys.stderr):
-            from designflow.flows.upload import UploadIncomplete, upload_designs
-
-            try:
-                state = watched(upload_designs)(
-                    paths=absolute,
-                    user_id=user,
-                    batch_max_mb=batch_max_mb,
-                    batch_max_images=batch_max_images,
-                    allow_near_duplicates=allow_near_duplicates,
-                    mockup_templates=[t for t in mockups.split(",") if t] or None,
-                    async_mockups=not sync_mockups,
-                    priority=priority.value,
-                    listings_manifest=str(Path(listings).absolute()) if listings else None,
-                    return_state=True,
-                )
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run is Crashed by now
-                state = None
+    state = _run_upload_flow(
+        {
+            "paths": absolute,
+            "user_id": user,
+            "batch_max_mb": batch_max_mb,
+            "batch_max_images": batch_max_images,
+            "allow_near_duplicates": allow_near_duplicates,
+            "mockup_templates": [t for t in mockups.split(",") if t] or None,
+            "async_mockups": not sync_mockups,
+            "priority": priority.value,
+            "listings_manifest": str(Path(listings).absolute()) if listings else None,
+        },
+        progress=sys.stderr.isatty() and not as_json,
+    )
     if state is None:
         return interrupted_upload(user, as_json)
     if state.is_completed():
         print_report(state.result(), as_json)
         return 0
+    from designflow.flows.upload import UploadIncomplete
+
     error = state.result(raise_on_failure=False)
     if isinstance(error, UploadIncomplete):
         print_report(error.report, as_json)
     return fail(f"upload run failed: {error}", 1)
+
+
+def _run_upload_flow(parameters: dict, progress: bool):
+    """The upload run in this process: its final state, or None when Ctrl-C or SIGTERM
+    interrupted it (the run is recorded as Crashed by then)."""
+    with _progress_bar(enabled=progress):
+        # Anything a library prints must not end up in the JSON on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            from designflow.flows.upload import upload_designs
+
+            try:
+                return watched(upload_designs)(**parameters, return_state=True)
+            except KeyboardInterrupt:
+                return None
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@ import uuid
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
 
-from designflow.deployments.deploy import QUEUES, ensure_work_pool
+from designflow.deployments.deploy import ensure_work_pool
+from designflow.mockups import PRIORITY_QUEUES as QUEUES
 
 
 def test_a_plain_redeploy_keeps_the_operators_pool_limit() -> None:
