@@ -19,6 +19,8 @@ from tests import images
 from tests.conftest import DesignflowEnv
 
 FILES = 24
+# In a row; 5 passed in a row (149 s) when this was written, 3 keep the suite's time.
+ATTEMPTS = 3
 
 
 def _as_at_a_terminal() -> None:
@@ -50,7 +52,7 @@ def _wait_for(lines: list[str], text: str, command: subprocess.Popen, timeout: f
     raise AssertionError(f"no {text!r} in the command's log: {''.join(lines)[-3000:]}")
 
 
-def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_five_times(
+def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_each_time(
     designflow_env: DesignflowEnv, tmp_path: Path
 ) -> None:
     folder = designflow_env.inputs / "ctrl-c"
@@ -62,7 +64,7 @@ def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_five_times(
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                DESIGNFLOW_BATCH_MAX_IMAGES="2")  # fmt: skip
     stored_so_far: set[str] = set()
-    for attempt in range(5):
+    for attempt in range(ATTEMPTS):
         command, lines = _upload(folder, env, "ctrl-c")
         parent = psutil.Process(command.pid)
         try:
