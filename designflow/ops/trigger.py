@@ -58,12 +58,17 @@ class PrefectApi:
         raise PrefectApiError(f"{method} {path}: the Prefect server stayed unavailable ({problem})")
 
     def create_flow_run(
-        self, deployment: str, parameters: dict, queue: str | None, idempotency_key: str
-    ) -> dict:
+        self, deployment: str, parameters: dict, queue: str | None, idempotency_key: str,
+        name: str | None = None, tags: list[str] | None = None,
+    ) -> dict:  # fmt: skip
         found = self.call("GET", f"/deployments/name/{deployment}")
         body: dict[str, Any] = {"parameters": parameters, "idempotency_key": idempotency_key}
         if queue:
             body["work_queue_name"] = queue
+        if name:
+            body["name"] = name
+        if tags:
+            body["tags"] = tags
         return self.call("POST", f"/deployments/{found['id']}/create_flow_run", json=body)
 
 
