@@ -319,9 +319,8 @@ class DesignRepository(Database):
     ) -> list[NearMatch]:  # fmt: skip
         """Every active design of the user within `distance` bits of phash of any query, in
         one statement for the batch, or its halves at once (multi-index hashing, see
-        similarity.py; _near_parts); trimmed
-        queries are also looked up among the designs' views (crops, cut sides, small
-        rotations) within `view_distance` bits.
+        similarity.py; _near_parts); trimmed queries are also looked up among the designs'
+        views (crops, cut sides, small rotations) within `view_distance` bits.
 
         The probes (each query chunk XOR every mask of up to its radius) are made inside
         PostgreSQL, so the statement carries only the queries; each probe is one index
