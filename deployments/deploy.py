@@ -178,7 +178,7 @@ def keep_results_on_nas() -> str:
     """The server's default result storage: the NAS's `prefect-results/` folder (a block)."""
     from prefect.client.orchestration import get_client
 
-    from designflow.tasks.blocks import NasResultStorage
+    from designflow.orchestration.blocks import NasResultStorage
 
     block_id = NasResultStorage(folder="prefect-results").save(RESULTS_BLOCK, overwrite=True)
     with get_client(sync_client=True) as client:

@@ -13,11 +13,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from designflow.flows.publish import publish_designs
 from designflow.flows.states import failure_reason
-from designflow.tasks.links import flow_run_markdown
+from designflow.orchestration.links import flow_run_markdown
+from designflow.orchestration.resources import release_nas
+from designflow.orchestration.retry import io_retry_delays
 from designflow.tasks.metrics import record_mockup_run_metrics
 from designflow.tasks.mockups import render_design_mockups, store_mockup
-from designflow.tasks.resources import release_nas
-from designflow.tasks.retry import io_retry_delays
 
 
 @flow(name="generate-mockups", task_runner=ThreadPoolTaskRunner(max_workers=4), persist_result=True)

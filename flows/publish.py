@@ -10,8 +10,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from designflow.etsy.listings import listing_for, read_manifest
 from designflow.etsy.publish import PublishRun
 from designflow.flows.states import failure_reason
+from designflow.orchestration import resources
 from designflow.resources import EtsyNotConfigured
-from designflow.tasks import resources
 from designflow.tasks.etsy import (
     create_listing,
     etsy_shop,

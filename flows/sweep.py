@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 
 from designflow.flows.upload import UploadIncomplete, subflow_settings, upload_designs
 from designflow.ingest.inbox import SweepBusy
+from designflow.orchestration.links import flow_run_markdown
 from designflow.tasks.inbox import (
     file_swept,
     inbox_folder,
@@ -15,7 +16,6 @@ from designflow.tasks.inbox import (
     publish_sweep_outcomes,
     scan_user_inbox,
 )
-from designflow.tasks.links import flow_run_markdown
 
 
 @flow(name="sweep-inbox", persist_result=True)

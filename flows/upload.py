@@ -25,6 +25,19 @@ from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
 from designflow.ingest.report import BatchReport, RejectedFile, SkippedFile, UploadReport
 from designflow.ingest.service import BatchIngest, NasUpload, stored_name
+from designflow.orchestration.reporting import UploadProgress, publish_upload_report
+from designflow.orchestration.resources import (
+    check_source,
+    current_settings,
+    release_nas,
+    staging_folder,
+)
+from designflow.orchestration.retry import io_retry_delays
+from designflow.orchestration.runners import (
+    fingerprint_runner_kind,
+    fingerprint_task_runner,
+    no_heartbeat_settings,
+)
 from designflow.storage.nas import check_user_id
 from designflow.tasks.catalog import (
     await_claimed,
@@ -44,19 +57,6 @@ from designflow.tasks.fingerprint import (
 from designflow.tasks.metrics import record_run_metrics
 from designflow.tasks.mockups import enqueue_mockups
 from designflow.tasks.nas import upload_batch_to_nas
-from designflow.tasks.reporting import UploadProgress, publish_upload_report
-from designflow.tasks.resources import (
-    check_source,
-    current_settings,
-    release_nas,
-    staging_folder,
-)
-from designflow.tasks.retry import io_retry_delays
-from designflow.tasks.runners import (
-    fingerprint_runner_kind,
-    fingerprint_task_runner,
-    no_heartbeat_settings,
-)
 
 
 def subflow_settings():

@@ -10,8 +10,8 @@ from prefect import task
 from designflow.catalog import ExistingDesign, NewDesign, RecordResult
 from designflow.images.similarity import NearMatch, NearQuery
 from designflow.ingest.claims import wait_for_claimed
-from designflow.tasks import resources
-from designflow.tasks.retry import io_retry
+from designflow.orchestration import resources
+from designflow.orchestration.retry import io_retry
 
 
 @task(name="prepare-catalog", **io_retry())

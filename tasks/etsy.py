@@ -17,9 +17,9 @@ from designflow.etsy.publish import (
     resolve_profiles,
     upload_image,
 )
+from designflow.orchestration import resources
+from designflow.orchestration.retry import io_retry
 from designflow.resources import EtsyShop
-from designflow.tasks import resources
-from designflow.tasks.retry import io_retry
 
 
 def etsy_shop() -> EtsyShop:

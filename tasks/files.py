@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from designflow.ingest.batching import CandidateFile, UnusablePath, collect_design_files
-from designflow.tasks.resources import current, source_roots
+from designflow.orchestration.resources import current, source_roots
 
 
 @task(name="collect-design-files", cache_policy=NO_CACHE, persist_result=False)

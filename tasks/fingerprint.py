@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.report import FailedFile, RejectedFile
 from designflow.ingest.sources import fingerprint_source, local_sha256
+from designflow.orchestration.resources import current, current_settings
 from designflow.settings import ImageLimits
-from designflow.tasks.resources import current, current_settings
 
 
 def _run_name() -> str:

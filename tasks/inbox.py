@@ -20,8 +20,8 @@ from designflow.ingest.inbox import (
     scan_inbox,
 )
 from designflow.ingest.sources import NAS_PREFIX
+from designflow.orchestration.resources import check_source, current
 from designflow.storage.nas import check_user_id
-from designflow.tasks.resources import check_source, current
 
 
 def inbox_folder(inbox: str, user_id: str) -> InboxFolder:

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from designflow.tasks import resources
+from designflow.orchestration import resources
 from designflow.tasks.mockups import MOCKUP_DEPLOYMENT
 
 

@@ -18,9 +18,9 @@ from designflow.mockups.render import (
     Template,
     render_mockup,
 )
+from designflow.orchestration import resources
+from designflow.orchestration.retry import io_retry
 from designflow.storage.nas import check_user_id, mockup_path
-from designflow.tasks import resources
-from designflow.tasks.retry import io_retry
 
 MOCKUP_DEPLOYMENT = "generate-mockups/generate-mockups"
 
@@ -124,7 +124,7 @@ def trigger_mockup_run(
 
     api = get_current_settings().api
     if api.url and not api.key:
-        from designflow.ops.trigger import PrefectApi
+        from designflow.orchestration.trigger import PrefectApi
 
         secret = api.auth_string.get_secret_value() if api.auth_string else None
         # 429 and 503 answers retried with backoff, as Prefect's own client does (a SQLite

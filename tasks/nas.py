@@ -9,9 +9,9 @@ from pathlib import Path
 from prefect import task
 
 from designflow.errors import PartlyFailed
+from designflow.orchestration import resources
+from designflow.orchestration.retry import io_retry
 from designflow.storage.nas import PutResult
-from designflow.tasks import resources
-from designflow.tasks.retry import io_retry
 
 
 def _batch_run_name() -> str:

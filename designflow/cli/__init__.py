@@ -157,7 +157,7 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
     updates: dict = {}
     if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ:
         # A command's runs are ended by the command (or Crashed by its watchdog).
-        from designflow.tasks.runners import no_heartbeat_settings
+        from designflow.orchestration.runners import no_heartbeat_settings
 
         updates.update(no_heartbeat_settings())
     if prefect_settings.get_current_settings().api.url:

@@ -66,10 +66,10 @@ started_runs: list[str] = []
 
 def guard_children() -> None:
     """Commands that start child processes (Prefect's temporary server, upload workers)
-    start a watchdog that ends them if this process is killed (designflow.ops.watchdog)."""
+    start a watchdog that ends them if this process is killed (designflow.orchestration.watchdog)."""
     global _watchdog
     if _watchdog is None:
-        from designflow.ops import watchdog
+        from designflow.orchestration import watchdog
 
         _watchdog = watchdog.start()
 
@@ -84,7 +84,7 @@ class _QuietWatchdogHook(logging.Filter):
 
 def watched(flow):
     """The flow, its runs registered with this command's watchdog as they start: if the
-    command is killed, the watchdog sets them Crashed (designflow.ops.watchdog)."""
+    command is killed, the watchdog sets them Crashed (designflow.orchestration.watchdog)."""
     for name in ("prefect.flow_runs", "prefect.engine"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _QuietWatchdogHook) for f in logger.filters):
@@ -93,7 +93,7 @@ def watched(flow):
     def register_with_watchdog(_flow, flow_run, _state) -> None:
         from prefect.client.orchestration import get_client
 
-        from designflow.ops.watchdog import register_run
+        from designflow.orchestration.watchdog import register_run
 
         started_runs.append(str(flow_run.id))
 
@@ -109,7 +109,7 @@ def interrupted_upload(user: str, as_json: bool) -> int:
     run_id = started_runs[-1] if started_runs else None
     stored: list[dict[str, Any]] = []
     if run_id is not None:
-        from designflow.tasks import resources
+        from designflow.orchestration import resources
 
         try:
             stored = resources.catalog().stored_by_run(user, run_id)

@@ -18,7 +18,7 @@ app.add_typer(db, name="db")
 def catalog_and_nas():
     """The process's settings, catalog and NAS, resolved the way the upload tasks resolve
     them (a catalog or NAS block counts here too); closed when the command ends."""
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
 
     current = resources.current()
     try:
@@ -31,7 +31,7 @@ def catalog_and_nas():
 def db_migrate() -> int:
     """Apply pending migrations."""
     from designflow.catalog import Catalog
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
 
     catalog = Catalog(resources.database_url())
     applied = catalog.migrate()
@@ -142,7 +142,7 @@ def report(
         runs_frame,
         summary,
     )
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
 
     try:
         frame = runs_frame(resources.catalog(), since, user)

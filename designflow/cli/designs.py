@@ -23,8 +23,8 @@ def designs_list(
     as_json: bool = typer.Option(False, "--json", help="print the page as JSON"),
 ) -> int:  # fmt: skip
     """The seller's designs, newest first: id, name, size, pixels, stored at, mockups, listing."""
+    from designflow.orchestration import resources
     from designflow.storage.nas import InvalidUserId, check_user_id
-    from designflow.tasks import resources
 
     try:
         check_user_id(user)
@@ -62,8 +62,8 @@ def designs_find(
     whether they show the same artwork. Nothing is stored."""
     from designflow.images.fingerprint import RejectedDesign, fingerprint_design
     from designflow.ingest.lookup import designs_like
+    from designflow.orchestration import resources
     from designflow.storage.nas import InvalidUserId, check_user_id
-    from designflow.tasks import resources
 
     try:
         check_user_id(user)

@@ -32,8 +32,8 @@ def connect(
     ETSY_REFRESH_TOKEN or a prompt)."""
     from pydantic import SecretStr
 
+    from designflow.orchestration.blocks import EtsyShopBlock
     from designflow.settings import Settings
-    from designflow.tasks.blocks import EtsyShopBlock
 
     secret = os.environ.get("ETSY_SHARED_SECRET") or getpass.getpass("Etsy shared secret: ")
     refresh = os.environ.get("ETSY_REFRESH_TOKEN") or getpass.getpass("Etsy refresh token: ")
@@ -63,8 +63,8 @@ def stub(
     if save_block:
         from pydantic import SecretStr
 
+        from designflow.orchestration.blocks import EtsyShopBlock
         from designflow.settings import Settings
-        from designflow.tasks.blocks import EtsyShopBlock
 
         name = Settings.from_env().etsy_block
         EtsyShopBlock(

@@ -71,7 +71,7 @@ def worker(
         cmd += ["--name", name]
     cmd += ["--limit", str(limit)]
     guard_children()  # killed outright, its worker and runs go with it
-    from designflow.ops.worker import run_worker
+    from designflow.orchestration.worker import run_worker
 
     return run_worker(cmd, env)
 
@@ -158,7 +158,7 @@ def _run_status(run_id) -> dict:
         TaskRunFilterFlowRunId,
     )
 
-    from designflow.ops.results import final_result
+    from designflow.orchestration.results import final_result
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)

@@ -14,7 +14,7 @@ app.add_typer(templates, name="templates")
 
 
 def _resources():
-    from designflow.tasks.resources import current
+    from designflow.orchestration.resources import current
 
     return current()
 

@@ -24,7 +24,7 @@ def trigger(
     """Create a run of a deployment (retrying 429 and 503) and print its id."""
     from prefect.settings import Settings as PrefectSettings
 
-    from designflow.ops.trigger import PrefectApi, PrefectApiError, flow_run_page
+    from designflow.orchestration.trigger import PrefectApi, PrefectApiError, flow_run_page
 
     settings = PrefectSettings()  # read now: the environment and the active profile
     if not settings.api.url:

@@ -18,8 +18,8 @@ def tokens_create(
     name: str = typer.Option("", "--name", help="what the token is for (shown by tokens list)"),
 ) -> int:
     """Make a token for a seller and print it (once: only its hash is kept)."""
+    from designflow.orchestration import resources
     from designflow.storage.nas import InvalidUserId, check_user_id
-    from designflow.tasks import resources
 
     try:
         check_user_id(user)
@@ -39,7 +39,7 @@ def tokens_list(
     as_json: bool = typer.Option(False, "--json", help="print the tokens as JSON"),
 ) -> int:
     """The tokens made (never the tokens themselves): id, seller, name, when made, last used."""
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
 
     try:
         found = resources.catalog().tokens(user)
@@ -61,7 +61,7 @@ def tokens_list(
 @tokens.command("revoke")
 def tokens_revoke(token_id: int = typer.Argument(..., help="the token's id (tokens list)")) -> int:
     """Revoke a token: the next request with it is refused."""
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
 
     try:
         done = resources.catalog().revoke_token(token_id)
@@ -85,8 +85,8 @@ def web(
     import uvicorn
     from prefect.settings import Settings as PrefectSettings
 
-    from designflow.ops.trigger import PrefectApi
-    from designflow.tasks import resources
+    from designflow.orchestration import resources
+    from designflow.orchestration.trigger import PrefectApi
     from designflow.web.app import WebContext, create_app, staging_root, thumbnail_maker
     from designflow.web.jobs import JobRunner
     from designflow.web.staging import MB, WebLimits

@@ -31,7 +31,7 @@ STOP_SECONDS = 30.0
 
 class JobRunner:
     def __init__(self, catalog: Catalog, nas: Nas, api: Any | None, staging: Path) -> None:
-        """`api`: a designflow.ops.trigger.PrefectApi when a server is configured."""
+        """`api`: a designflow.orchestration.trigger.PrefectApi when a server is configured."""
         self.catalog, self.nas, self.api, self.staging = catalog, nas, api, staging
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="web-job")
         self._children: set[subprocess.Popen] = set()
@@ -171,7 +171,7 @@ def _renamed(report: dict, names: dict[str, str]) -> dict:
 
 
 def _persisted_report(flow_run_id) -> dict | None:
-    from designflow.ops.results import upload_report
+    from designflow.orchestration.results import upload_report
 
     try:
         return upload_report(flow_run_id)

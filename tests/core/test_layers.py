@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["catalog", "images", "ingest", "storage", "etsy", "mockups"]
+CORE = ["catalog", "images", "ingest", "storage", "etsy", "mockups", "ops"]
 CORE_MODULES = ["errors.py", "settings.py", "resources.py"]
 
 
@@ -28,6 +28,41 @@ def test_the_core_never_imports_prefect() -> None:
     assert len(files) > 20
     offenders = [str(p.relative_to(ROOT)) for p in files if "prefect" in _imports(p)]
     assert offenders == []
+
+
+def test_every_core_module_imports_with_prefect_unavailable() -> None:
+    """Checked by running it, not only by reading imports: a fresh interpreter in which any
+    import of prefect fails imports every core module."""
+    import subprocess
+    import sys
+
+    modules = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for d in CORE
+        for p in sorted((ROOT / "designflow" / d).rglob("*.py"))
+    ] + [f"designflow.{m.removesuffix('.py')}" for m in CORE_MODULES]
+    program = (
+        "import importlib, sys\n"
+        "class NoPrefect:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'prefect' or name.startswith('prefect.') or name.startswith('prefect_'):\n"
+        "            raise ImportError('prefect is unavailable in this check: ' + name)\n"
+        "sys.meta_path.insert(0, NoPrefect())\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "print(len([m for m in sys.modules if m.startswith('designflow')]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout) >= len(modules) > 30
+
+
+def test_tasks_holds_tasks() -> None:
+    """Every module in tasks/ defines at least one Prefect task; what flows and tasks share
+    without being a task lives in designflow/orchestration."""
+    modules = [p for p in sorted((ROOT / "tasks").glob("*.py")) if p.name != "__init__.py"]
+    without = [p.name for p in modules if not re.search(r"^@task\b", p.read_text(), re.M)]
+    assert len(modules) >= 7 and without == []
 
 
 def test_designflow_settings_are_read_in_settings_py_only() -> None:
@@ -68,6 +103,8 @@ def test_facts_written_once() -> None:
     assert where(r"""["']high["']:\s*1""") == ["designflow/mockups/__init__.py"]
     assert where(r"\.mockups/") == ["designflow/storage/nas.py"]
     assert where(r"users/\{") == ["designflow/storage/nas.py"]
-    assert where(r"PREFECT_FLOWS_HEARTBEAT_FREQUENCY\b(?!\" not in)") == ["tasks/runners.py"]
+    assert where(r"PREFECT_FLOWS_HEARTBEAT_FREQUENCY\b(?!\" not in)") == [
+        "designflow/orchestration/runners.py"
+    ]
     hints = typing.get_type_hints(upload_designs.fn)
     assert set(typing.get_args(hints["priority"])) == set(PRIORITY_QUEUES)

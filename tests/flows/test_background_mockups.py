@@ -264,7 +264,7 @@ def test_background_mockup_run_publishes_the_etsy_listing(background) -> None:
     the worker -> draft listing with the mockups on the local Etsy-like server."""
     from designflow.catalog.listings import ListingCatalog
     from designflow.flows.upload import upload_designs
-    from designflow.tasks.blocks import EtsyShopBlock
+    from designflow.orchestration.blocks import EtsyShopBlock
     from designflow.testing.etsy_stub import EtsyStub
 
     start_worker(background)

@@ -9,7 +9,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from designflow.catalog import Catalog
 from designflow.flows.upload import upload_designs
-from designflow.tasks import resources
+from designflow.orchestration import resources
 from tests import images
 from tests.conftest import DesignflowEnv
 

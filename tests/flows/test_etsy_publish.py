@@ -16,7 +16,7 @@ from designflow.catalog import Catalog
 from designflow.catalog.listings import ListingCatalog
 from designflow.flows.publish import publish_listing
 from designflow.flows.upload import upload_designs
-from designflow.tasks.blocks import EtsyShopBlock
+from designflow.orchestration.blocks import EtsyShopBlock
 from designflow.tasks.etsy import forget_shops
 from designflow.testing.etsy_stub import EtsyStub
 from tests import images

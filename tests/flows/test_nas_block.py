@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from designflow.flows.upload import upload_designs
-from designflow.tasks.blocks import SftpNasBlock
+from designflow.orchestration.blocks import SftpNasBlock
 from tests import images
 from tests.conftest import DesignflowEnv
 from tests.sftp_servers import start_sftp_server

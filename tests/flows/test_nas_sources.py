@@ -81,7 +81,7 @@ def test_missing_and_escaping_nas_sources_are_named_with_the_reason(sftp_env) ->
 
 
 def test_a_source_that_vanishes_before_it_is_read_is_rejected(sftp_env) -> None:
-    from designflow.tasks.resources import current
+    from designflow.orchestration.resources import current
 
     env, server = sftp_env
     (server.root / "in").mkdir(exist_ok=True)
@@ -169,8 +169,8 @@ def test_a_source_the_nas_cannot_give_fails_and_is_not_rejected(sftp_env, tmp_pa
     sweep), never rejected (a sweep would quarantine a good file)."""
     from designflow.ingest.report import FailedFile
     from designflow.ingest.sources import fingerprint_remote
+    from designflow.orchestration.resources import current
     from designflow.settings import ImageLimits
-    from designflow.tasks.resources import current
 
     env, server = sftp_env
     images.write_png(server.root / "gone-nas.png", seed=950)

@@ -15,7 +15,7 @@ def test_dask_runner_gives_the_same_fingerprints_as_threads_from_nas_sources(
 ) -> None:
     """DESIGNFLOW_TASK_RUNNER=dask (a distributed LocalCluster of 2 worker processes) reading
     `nas:` sources over SFTP: the same outcome per file as the flow's threads."""
-    from designflow.tasks.runners import fingerprint_task_runner
+    from designflow.orchestration.runners import fingerprint_task_runner
 
     env, server = sftp_env
     folder = server.root / "from-web"

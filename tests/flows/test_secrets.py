@@ -91,7 +91,7 @@ def _logs_text(run_ids: list[str]) -> str:
 def test_etsy_credentials_never_leak(designflow_env: DesignflowEnv, monkeypatch, caplog) -> None:
     import time
 
-    from designflow.tasks.blocks import EtsyShopBlock
+    from designflow.orchestration.blocks import EtsyShopBlock
     from designflow.tasks.etsy import forget_shops
     from designflow.testing.etsy_stub import EtsyStub
 

@@ -7,7 +7,7 @@ still alive 100 s later). This small process, started by the command, watches it
 command is gone, it ends the processes that were its descendants at the last look (SIGTERM,
 then SIGKILL after a grace period).
 
-    python -m designflow.ops.watchdog PARENT_PID
+    python -m designflow.orchestration.watchdog PARENT_PID
 
 It also ends the command's flow runs: each run the command starts is registered with it
 (`register_run`), and a run the server still shows as not finished when the command is gone
@@ -38,7 +38,7 @@ def start(parent_pid: int | None = None) -> subprocess.Popen:
     """Start the watchdog of this process (or of `parent_pid`), in its own session so that
     a Ctrl-C to the terminal's process group reaches the command and its children, not it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "designflow.ops.watchdog", str(parent_pid or os.getpid())],
+        [sys.executable, "-m", "designflow.orchestration.watchdog", str(parent_pid or os.getpid())],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True,
     )  # fmt: skip

@@ -7,7 +7,7 @@ def flow_run_url(run_id: str | None) -> str | None:
     """The run's page in the UI (PREFECT_UI_URL, derived by Prefect from the API URL)."""
     from prefect.settings import get_current_settings
 
-    from designflow.ops.trigger import flow_run_page
+    from designflow.orchestration.trigger import flow_run_page
 
     return flow_run_page(get_current_settings().ui_url, run_id)
 

@@ -13,7 +13,7 @@ from prefect.artifacts import (
 
 from designflow.ingest import progress
 from designflow.ingest.report import UploadReport
-from designflow.tasks.links import flow_run_markdown
+from designflow.orchestration.links import flow_run_markdown
 
 
 class UploadProgress:

@@ -1,6 +1,6 @@
 """Prefect block types of designflow, registered so they show in the UI:
 
-prefect block register -m designflow.tasks.blocks
+prefect block register -m designflow.orchestration.blocks
 """
 
 from __future__ import annotations
@@ -119,12 +119,12 @@ class NasResultStorage(WritableFileSystem):
         return f"{self.folder.strip('/')}/{path.lstrip('/')}"
 
     def _read(self, path: str) -> bytes:
-        from designflow.tasks.resources import nas
+        from designflow.orchestration.resources import nas
 
         return nas().read_bytes(self._path(path))
 
     def _write(self, path: str, content: bytes) -> None:
-        from designflow.tasks.resources import nas
+        from designflow.orchestration.resources import nas
 
         nas().write_small(self._path(path), content)
 

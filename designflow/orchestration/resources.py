@@ -43,14 +43,14 @@ def _catalog_url_from_block(block_name: str) -> str:
 
 
 def _nas_from_block(block_name: str) -> Nas:
-    from designflow.tasks.blocks import SftpNasBlock
+    from designflow.orchestration.blocks import SftpNasBlock
 
     return SftpNasBlock.load(block_name).nas()
 
 
 def _etsy_from_block(block_name: str, settings: Settings) -> EtsyShop:
     from designflow.etsy.client import EtsyClient, RetryPolicy
-    from designflow.tasks.blocks import BlockTokenStore, EtsyShopBlock
+    from designflow.orchestration.blocks import BlockTokenStore, EtsyShopBlock
 
     try:
         block = EtsyShopBlock.load(block_name)
