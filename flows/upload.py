@@ -25,7 +25,7 @@ from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
 from designflow.ingest.report import BatchReport, RejectedFile, SkippedFile, UploadReport
 from designflow.ingest.service import BatchIngest, NasUpload, stored_name
-from designflow.orchestration.reporting import UploadProgress, publish_upload_report
+from designflow.orchestration.reporting import progress_artifact, publish_upload_report
 from designflow.orchestration.resources import (
     check_source,
     current_settings,
@@ -160,20 +160,19 @@ def upload_designs(
         "upload for %s: %d file(s) in %d batch(es); user has %d existing designs",
         user_id, len(files), len(batches), count_user_designs(user_id),
     )  # fmt: skip
-    progress = UploadProgress(total=len(files))
     catalog_down = ""
     staging = staging_folder(run_id or uuid.uuid4().hex)  # for sources on the NAS
-    try:
-        for outcome in run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
-            report.add_batch(outcome)
-            catalog_down = catalog_down or outcome.unavailable
-            progress.advance(outcome.files, f"batch {outcome.batch_index}/{len(batches)} done")
-    finally:
-        release_nas(staging)
-    publish_listings_and_mockups(report, listings, listings_manifest, mockup_templates,
-                                 async_mockups, priority)  # fmt: skip
-    report.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
-    progress.finish(report.summary_line())
+    with progress_artifact(run_id):
+        report.begin(files=len(files), batches=len(batches))
+        try:
+            for outcome in run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
+                report.add_batch(outcome)
+                catalog_down = catalog_down or outcome.unavailable
+        finally:
+            release_nas(staging)
+        publish_listings_and_mockups(report, listings, listings_manifest, mockup_templates,
+                                     async_mockups, priority)  # fmt: skip
+        report.finish(total_ms=(time.perf_counter() - started) * 1000)
     publish_upload_report(report)
     result = report.as_dict()
     if run_id and catalog_down:

@@ -1,5 +1,6 @@
-"""In-process progress events, so a front end (the CLI's progress bar) can follow a run
-without the pipeline knowing who is listening."""
+"""In-process progress events, so front ends (the CLI's progress bar, the Prefect UI's
+progress artifact) follow an upload without the pipeline knowing who is listening. The upload
+report publishes them (designflow.ingest.report.UploadReport)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ class Progress:
     done: int
     total: int
     message: str
+    # The flow run the upload belongs to: a listener follows one run when a process holds
+    # several (a sweep's uploads, tests).
+    run: str | None = None
 
 
 Listener = Callable[[Progress], None]

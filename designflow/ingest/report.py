@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from designflow.ingest import progress
+
 DuplicateKind = Literal["exact", "in-batch", "near"]
 
 
@@ -113,6 +115,16 @@ class UploadReport:
     listings: list[dict[str, Any]] = field(default_factory=list)
     listing_skipped: str | None = None
 
+    # The upload's plan, for progress events (not part of the report's fields).
+    planned_files: int = field(default=0, repr=False)
+    planned_batches: int = field(default=0, repr=False)
+    _files_done: int = field(default=0, repr=False)
+
+    def begin(self, files: int, batches: int) -> None:
+        """The plan is known: progress is published against it from here on."""
+        self.planned_files, self.planned_batches = files, batches
+        self._publish(0, "starting")
+
     def add_batch(self, batch: BatchReport) -> None:
         self.stored.extend(batch.stored)
         self.duplicates.extend(batch.duplicates)
@@ -121,6 +133,17 @@ class UploadReport:
         self.batches += 1
         for stage, ms in batch.timings_ms.items():
             self.timings_ms[stage] = round(self.timings_ms.get(stage, 0.0) + ms, 1)
+        self._publish(self._files_done + batch.files,
+                      f"batch {batch.batch_index}/{self.planned_batches} done")  # fmt: skip
+
+    def finish(self, total_ms: float) -> None:
+        self.timings_ms["total"] = round(total_ms, 1)
+        self._publish(self.planned_files, self.summary_line())
+
+    def _publish(self, done: int, message: str) -> None:
+        self._files_done = min(done, self.planned_files)
+        event = progress.Progress(self._files_done, self.planned_files, message, self.flow_run_id)
+        progress.publish(event)
 
     def summary_line(self) -> str:
         return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -16,28 +18,25 @@ from designflow.ingest.report import UploadReport
 from designflow.orchestration.links import flow_run_markdown
 
 
-class UploadProgress:
-    """A progress artifact in the UI plus in-process events for the CLI's bar."""
+@contextmanager
+def progress_artifact(run_id: str | None) -> Iterator[None]:
+    """The UI's progress artifact for this upload, following the progress events its report
+    publishes (one subscription for the run)."""
+    artifact: UUID | None = create_progress_artifact(progress=0.0, description="Designs processed")
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 0)
-        self.done = 0
-        self._artifact: UUID | None = create_progress_artifact(
-            progress=0.0, description=f"Designs processed (of {self.total})"
+    def show(event: progress.Progress) -> None:
+        if event.run != run_id or artifact is None:
+            return
+        percent = 100.0 * event.done / event.total if event.total else 100.0
+        update_progress_artifact(
+            artifact, percent, description=f"{event.message} ({event.done} of {event.total})"
         )
-        progress.publish(progress.Progress(0, self.total, "starting"))
 
-    def advance(self, count: int, message: str) -> None:
-        self.done = min(self.total, self.done + count)
-        percent = 100.0 * self.done / self.total if self.total else 100.0
-        if self._artifact is not None:
-            update_progress_artifact(self._artifact, percent, description=message)
-        progress.publish(progress.Progress(self.done, self.total, message))
-
-    def finish(self, message: str) -> None:
-        if self._artifact is not None:
-            update_progress_artifact(self._artifact, 100.0, description=message)
-        progress.publish(progress.Progress(self.total, self.total, message))
+    unsubscribe = progress.subscribe(show)
+    try:
+        yield
+    finally:
+        unsubscribe()
 
 
 def publish_upload_report(report: UploadReport) -> None:
