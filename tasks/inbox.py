@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,55 +9,21 @@ from prefect.cache_policies import NO_CACHE
 from designflow.ingest.inbox import (
     InboxFolder,
     InboxScan,
-    LocalInboxFolder,
-    NasInboxFolder,
-    SweepBusy,
     file_sweep_outcomes,
+    open_inbox,
     scan_inbox,
 )
-from designflow.ingest.sources import NAS_PREFIX
-from designflow.orchestration.resources import check_source, current
-from designflow.storage.nas import check_user_id
+from designflow.ingest.inbox import inbox_users as list_inbox_users
+from designflow.orchestration.resources import current, source_roots
 
 
 def inbox_folder(inbox: str, user_id: str) -> InboxFolder:
-    """A seller's inbox folder: `nas:<path>` on the NAS (a folder under a local-folder NAS),
-    anything else a local path. A run may sweep only an allowed source folder."""
-    check_user_id(user_id)
-    check_source(f"{inbox.rstrip('/')}/{user_id}", user_id)
-    if not inbox.startswith(NAS_PREFIX):
-        return LocalInboxFolder(Path(inbox) / user_id)
-    resources = current()
-    where = resources.locate(f"{inbox.rstrip('/')}/{user_id}")
-    if isinstance(where, Path):
-        return LocalInboxFolder(where)
-
-    @contextlib.contextmanager
-    def held_in_postgres() -> Iterator[None]:
-        # Sweeps on other machines see this lock; a file lock on the NAS would not be
-        # reliable over SFTP (no flock) and would outlive a crashed sweeper.
-        with resources.catalog().exclusive(
-            f"designflow sweep {where.nas.url} {where.path}"
-        ) as held:
-            if not held:
-                raise SweepBusy(f"another sweep of nas:{where.path} is running")
-            yield
-
-    return NasInboxFolder(where.nas, where.path, held_in_postgres)
+    """The seller's inbox folder, with the source folders this run may read."""
+    return open_inbox(inbox, user_id, current(), source_roots(user_id))
 
 
 def inbox_users(inbox: str) -> list[str]:
-    """The seller folders in the inbox (one sweep each when no seller is named)."""
-    if inbox.startswith(NAS_PREFIX):
-        where = current().locate(inbox)
-        if not isinstance(where, Path):
-            return where.nas.folders(where.path)
-        root = where
-    else:
-        root = Path(inbox)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return list_inbox_users(inbox, current())
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE, persist_result=False)

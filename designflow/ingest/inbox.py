@@ -32,10 +32,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from designflow.images.fingerprint import IMAGE_EXTENSIONS
-from designflow.storage.nas import Nas, NasEntry, links_inside
+from designflow.storage.nas import Nas, NasEntry, check_user_id, links_inside
+
+if TYPE_CHECKING:
+    from designflow.ingest.roots import SourceRoots
+    from designflow.resources import Resources
 
 PROCESSED = "processed"
 QUARANTINE = "quarantine"
@@ -250,6 +254,53 @@ def sweep_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock, also when the process dies
+
+
+def open_inbox(
+    inbox: str, user_id: str, resources: Resources, roots: SourceRoots | None
+) -> InboxFolder:
+    """A seller's inbox folder: `nas:<path>` on the NAS (a folder under a local-folder NAS),
+    anything else a local path. `roots`: the folders this run may read (None: any)."""
+    from designflow.ingest.sources import NAS_PREFIX
+
+    check_user_id(user_id)
+    name = f"{inbox.rstrip('/')}/{user_id}"
+    if roots is not None:
+        roots.check(name)
+    if not inbox.startswith(NAS_PREFIX):
+        return LocalInboxFolder(Path(inbox) / user_id)
+    where = resources.locate(name)
+    if isinstance(where, Path):
+        return LocalInboxFolder(where)
+
+    @contextlib.contextmanager
+    def held_in_postgres() -> Iterator[None]:
+        # Sweeps on other machines see this lock; a file lock on the NAS would not be
+        # reliable over SFTP (no flock) and would outlive a crashed sweeper.
+        with resources.catalog().exclusive(
+            f"designflow sweep {where.nas.url} {where.path}"
+        ) as held:
+            if not held:
+                raise SweepBusy(f"another sweep of nas:{where.path} is running")
+            yield
+
+    return NasInboxFolder(where.nas, where.path, held_in_postgres)
+
+
+def inbox_users(inbox: str, resources: Resources) -> list[str]:
+    """The seller folders in the inbox (one sweep each when no seller is named)."""
+    from designflow.ingest.sources import NAS_PREFIX
+
+    if inbox.startswith(NAS_PREFIX):
+        where = resources.locate(inbox)
+        if not isinstance(where, Path):
+            return where.nas.folders(where.path)
+        root = where
+    else:
+        root = Path(inbox)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def scan_inbox(folder: InboxFolder, settle_seconds: float, now: float | None = None) -> InboxScan:
