@@ -62,7 +62,7 @@ def _sweep_user(
     folder = inbox_folder(inbox, user_id)
     try:
         with folder.lock():
-            scan = scan_user_inbox(inbox, user_id, settle_seconds)
+            scan = scan_user_inbox(folder, settle_seconds)
             logger.info(
                 "inbox %s: %d ready, %d still being written, %d outside links",
                 folder.label, len(scan.ready), len(scan.waiting), len(scan.outside),
@@ -90,7 +90,7 @@ def _sweep_user(
                     if not isinstance(error, UploadIncomplete):
                         raise error
                     report = error.report  # file what was accounted for; the rest waits
-            moved = file_swept(inbox, user_id, report, scan, settle_seconds)
+            moved = file_swept(folder, report, scan, settle_seconds)
     except SweepBusy as exc:
         logger.info("skipped: %s", exc)
         return {"skipped": str(exc)}

@@ -27,18 +27,16 @@ def inbox_users(inbox: str) -> list[str]:
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE, persist_result=False)
-def scan_user_inbox(inbox: str, user_id: str, settle_seconds: float) -> InboxScan:
-    return scan_inbox(inbox_folder(inbox, user_id), settle_seconds)
+def scan_user_inbox(folder: InboxFolder, settle_seconds: float) -> InboxScan:
+    return scan_inbox(folder, settle_seconds)
 
 
 @task(name="file-swept-designs", cache_policy=NO_CACHE, persist_result=False)
-def file_swept(
-    inbox: str, user_id: str, report: dict, scan: InboxScan, settle_seconds: float
-) -> dict:
+def file_swept(folder: InboxFolder, report: dict, scan: InboxScan, settle_seconds: float) -> dict:
     """Move what the upload accounted for: stored and duplicates to processed/, rejected to
     quarantine/ with the reason, unless the file was still being written (it waits). Failed
     files stay for the next sweep. Returns one outcome row per file as well."""
-    return file_sweep_outcomes(inbox_folder(inbox, user_id), report, scan, settle_seconds)
+    return file_sweep_outcomes(folder, report, scan, settle_seconds)
 
 
 @task(name="publish-sweep-outcomes", cache_policy=NO_CACHE, persist_result=False)

@@ -108,3 +108,16 @@ def test_facts_written_once() -> None:
     ]
     hints = typing.get_type_hints(upload_designs.fn)
     assert set(typing.get_args(hints["priority"])) == set(PRIORITY_QUEUES)
+
+
+def test_following_a_value_stays_short() -> None:
+    """A reader following `paths` from upload_designs, or `inbox` from sweep_inbox, crosses
+    few files and rarely goes back to one already read (bench/walks.py says how it counts)."""
+    from bench.walks import walk
+
+    paths = walk("flows/upload.py", "upload_designs", "paths")
+    assert "designflow/ingest/batching.py" in paths.trail
+    assert len(set(paths.trail)) <= 6 and paths.climbs <= 2, paths.trail
+    inbox = walk("flows/sweep.py", "sweep_inbox", "inbox")
+    assert "designflow/ingest/inbox.py" in inbox.trail
+    assert len(set(inbox.trail)) <= 7 and inbox.climbs <= 2, inbox.trail
