@@ -124,16 +124,15 @@ def trigger_mockup_run(
 
     api = get_current_settings().api
     if api.url and not api.key:
-        from designflow.orchestration.trigger import PrefectApi
+        from designflow.orchestration.trigger import shared_api
 
         secret = api.auth_string.get_secret_value() if api.auth_string else None
         # 429 and 503 answers retried with backoff, as Prefect's own client does (a SQLite
         # server answers 503 under load); anything else fails the task to its retries.
-        with PrefectApi(api.url, auth=secret) as client:
-            run = client.create_flow_run(
-                MOCKUP_DEPLOYMENT, parameters, priority, key or str(uuid.uuid4()),
-                name=name, tags=[f"priority:{priority}"],
-            )  # fmt: skip
+        run = shared_api(api.url, auth=secret).create_flow_run(
+            MOCKUP_DEPLOYMENT, parameters, priority, key or str(uuid.uuid4()),
+            name=name, tags=[f"priority:{priority}"],
+        )  # fmt: skip
         return str(run["id"])
     from prefect.deployments import run_deployment
 
