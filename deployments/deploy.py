@@ -33,6 +33,7 @@ PARAMETER_TITLES = {
     "batch_max_mb": "Batch size limit (MB)",
     "batch_max_images": "Files per batch limit",
     "allow_near_duplicates": "Store near duplicates",
+    "replace_with_better": "Replace with better versions",
     "mockup_templates": "Mockup templates",
     "async_mockups": "Mockups in the background",
     "priority": "Mockup run priority",

@@ -25,6 +25,7 @@ def sweep_inbox(
     settle_seconds: float = 30.0,
     allow_near_duplicates: bool = False,
     mockup_templates: list[str] | None = None,
+    replace_with_better: bool = False,
 ) -> dict:
     """Upload the complete design files in the inbox and file them: stored designs and
     duplicates to processed/, rejected files to quarantine/ with a .reason.txt. Files still
@@ -39,25 +40,19 @@ def sweep_inbox(
         allow_near_duplicates: Store designs that resemble an existing one anyway, marked.
         mockup_templates: Mockup templates to render for the stored designs (names as
             `designflow templates list` shows them); empty for none.
+        replace_with_better: A near duplicate with more pixels than the stored design is
+            stored as its new version (the old one superseded; its listing follows).
     """
+    choices = {"allow_near_duplicates": allow_near_duplicates,
+               "replace_with_better": replace_with_better, "mockup_templates": mockup_templates}  # fmt: skip
     if not user_id:
         users = inbox_users(inbox)
-        return {
-            "users": {
-                u: _sweep_user(inbox, u, settle_seconds, allow_near_duplicates, mockup_templates)
-                for u in users
-            }
-        }
-    return _sweep_user(inbox, user_id, settle_seconds, allow_near_duplicates, mockup_templates)
+        return {"users": {u: _sweep_user(inbox, u, settle_seconds, choices) for u in users}}
+    return _sweep_user(inbox, user_id, settle_seconds, choices)
 
 
-def _sweep_user(
-    inbox: str,
-    user_id: str,
-    settle_seconds: float,
-    allow_near_duplicates: bool,
-    mockup_templates: list[str] | None,
-) -> dict:
+def _sweep_user(inbox: str, user_id: str, settle_seconds: float, choices: dict) -> dict:
+    """`choices`: the upload's choices for near duplicates and mockups."""
     logger = get_run_logger()
     folder = inbox_folder(inbox, user_id)
     try:
@@ -79,8 +74,7 @@ def _sweep_user(
                     state = upload_designs(
                         paths=scan.ready,
                         user_id=user_id,
-                        allow_near_duplicates=allow_near_duplicates,
-                        mockup_templates=mockup_templates,
+                        **choices,
                         return_state=True,
                     )
                 if state.is_completed():

@@ -24,7 +24,7 @@ from designflow.flows.states import failure_reason, item_outcomes
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.batching import CandidateFile, plan_batches
 from designflow.ingest.report import BatchReport, RejectedFile, SkippedFile, UploadReport
-from designflow.ingest.service import BatchIngest, NasUpload, stored_name
+from designflow.ingest.service import BatchIngest, NasUpload, NearChoices, stored_name
 from designflow.orchestration.reporting import progress_artifact, publish_upload_report
 from designflow.orchestration.resources import (
     check_source,
@@ -55,7 +55,7 @@ from designflow.tasks.fingerprint import (
     fingerprint_threads,
 )
 from designflow.tasks.metrics import record_run_metrics
-from designflow.tasks.mockups import enqueue_mockups
+from designflow.tasks.mockups import enqueue_mockups, templates_of_replaced
 from designflow.tasks.nas import upload_batch_to_nas
 
 
@@ -113,6 +113,7 @@ def upload_designs(
     batch_max_mb: float | None = None,
     batch_max_images: int | None = None,
     allow_near_duplicates: bool = False,
+    replace_with_better: bool = False,
     mockup_templates: list[str] | None = None,
     async_mockups: bool = True,
     priority: Literal["high", "normal", "low"] = "normal",
@@ -131,6 +132,9 @@ def upload_designs(
         batch_max_images: Most files per batch (default: DESIGNFLOW_BATCH_MAX_IMAGES).
         allow_near_duplicates: Store designs that resemble an existing one anyway, marked as
             near duplicates of it, instead of reporting them as duplicates.
+        replace_with_better: A near duplicate with more pixels than the stored design is
+            stored as its new version: the old one is set aside (superseded), its Etsy
+            listing and listing content follow the new one.
         mockup_templates: Mockup templates to render for the stored designs (names as
             `designflow templates list` shows them); empty for none.
         async_mockups: Render the mockups in a background generate-mockups run (returned at
@@ -165,7 +169,8 @@ def upload_designs(
     with progress_artifact(run_id):
         report.begin(files=len(files), batches=len(batches))
         try:
-            for outcome in run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
+            near = NearChoices(allow_near_duplicates, replace_with_better)
+            for outcome in run_batches(batches, user_id, run_id, near, staging):
                 report.add_batch(outcome)
                 catalog_down = catalog_down or outcome.unavailable
         finally:
@@ -188,7 +193,7 @@ def upload_designs(
     return result
 
 
-def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
+def run_batches(batches, user_id, run_id, near, staging):
     """Each batch's report in order, the fingerprints of later batches computed ahead."""
     # Fingerprints: one task per batch, all submitted up front on their own runner, so batch
     # N+1 is decoded while batch N goes to the NAS and the catalog. Two batch tasks at a time
@@ -216,7 +221,7 @@ def run_batches(batches, user_id, run_id, allow_near_duplicates, staging):
             waited = time.perf_counter()
             ready = ahead[index - 1].result() if ahead is not None else None
             outcome = run_batch(
-                batch, user_id, index, len(batches), run_id, allow_near_duplicates, ready,
+                batch, user_id, index, len(batches), run_id, near, ready,
                 round((time.perf_counter() - waited) * 1000, 1), staging, catalog_down,
             )  # fmt: skip
             catalog_down = catalog_down or outcome.unavailable
@@ -229,7 +234,7 @@ def run_batch(
     batch_index: int,
     batch_count: int,
     upload_run_id: str | None,
-    allow_near_duplicates: bool,
+    near: NearChoices,
     fingerprints: list[Fingerprint | RejectedFile] | None,
     fingerprint_wait_ms: float | None = None,
     staging: str | None = None,
@@ -242,9 +247,10 @@ def run_batch(
     settings = current_settings()
     label = f"batch {batch_index}/{batch_count}"
     ingest = BatchIngest(
-        user_id, upload_run_id, batch_index, allow_near_duplicates, settings.near_dup_distance,
+        user_id, upload_run_id, batch_index, near.allow, settings.near_dup_distance,
         settings.near_dup_confirm, log=lambda message: logger.info("%s: %s", label, message),
         debug=lambda message: logger.debug("%s: %s", label, message),
+        replace_with_better=near.replace_with_better,
     )  # fmt: skip
     if fingerprints is None:
         fingerprints = fingerprint_files([f.path for f in files], staging)
@@ -315,6 +321,12 @@ def publish_listings_and_mockups(
     or inline), or the listings published here when no mockup run will publish them."""
     logger = get_run_logger()
     stored_ids = [s.design_id for s in report.stored]
+    replaced = [s.replaces for s in report.stored if s.replaces]
+    if replaced:  # the mockups of designs replaced by better versions follow them
+        mockup_templates = list(mockup_templates or [])
+        mockup_templates += [
+            t for t in templates_of_replaced(replaced) if t not in mockup_templates
+        ]
     if listings:
         drafts = {s.design_id: listing_for(listings, s.file) for s in report.stored}
         drafts = {d: f for d, f in drafts.items() if f is not None}

@@ -143,6 +143,13 @@ def trigger_mockup_run(
     return str(run.id)
 
 
+@task(name="templates-of-replaced-designs", **io_retry())
+def templates_of_replaced(design_ids: list[int]) -> list[str]:
+    """The templates the designs replaced by better versions had mockups of: their mockups
+    follow the new versions."""
+    return sorted({str(m["template_id"]) for m in resources.catalog().mockups_of(design_ids)})
+
+
 @task(
     name="enqueue-mockups",
     retries=2,

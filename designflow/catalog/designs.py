@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from designflow.catalog.database import Database
 from designflow.images.similarity import (
@@ -68,6 +69,9 @@ class NewDesign:
     # is found by its own hashes only until `designflow db backfill` makes them.
     views: tuple[int, ...] = ()
     reduction: bytes = b""
+    # A better version of this stored design (--replace-with-better): the old one becomes
+    # inactive, superseded by this one, and its listing follows (same transaction).
+    replaces: int | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,10 @@ class DesignRepository(Database):
                         designs[0].user_id,
                     ),
                 )
+            replacing = [(inserted[d.sha256], d.replaces) for d in designs
+                         if d.replaces is not None and d.sha256 in inserted]  # fmt: skip
+            if replacing:
+                _supersede(conn, designs[0].user_id, replacing)
             missing = [d for d in designs if d.sha256 not in inserted]
             already: dict[str, ExistingDesign] = {}
             if missing:
@@ -672,6 +680,52 @@ def _row(d: NewDesign) -> tuple[object, ...]:
         d.nd_phash, d.nd_dhash, d.near_duplicate_of, d.near_distance,
         2 if d.views and d.reduction else 1,
     )  # fmt: skip
+
+
+def _supersede(conn: psycopg.Connection, user_id: str, pairs: list[tuple[int, int]]) -> None:
+    """Old designs replaced by better versions: inactive and pointing at the new ones; their
+    listing content and Etsy listings move to the new ones (the listing's images are
+    replaced on its next publish)."""
+    new_ids, old_ids = [p[0] for p in pairs], [p[1] for p in pairs]
+    conn.execute(
+        """
+        UPDATE design_images AS old SET is_active = false, superseded_by = r.new_id
+        FROM unnest(%s::bigint[], %s::bigint[]) AS r(new_id, old_id)
+        WHERE old.id = r.old_id AND old.user_id = %s
+        """,
+        (new_ids, old_ids, user_id),
+    )
+    conn.execute(
+        """
+        INSERT INTO listing_drafts (design_id, fields, source)
+        SELECT r.new_id, l.fields, l.source
+        FROM unnest(%s::bigint[], %s::bigint[]) AS r(new_id, old_id)
+        JOIN listing_drafts l ON l.design_id = r.old_id
+        ON CONFLICT (design_id) DO NOTHING
+        """,
+        (new_ids, old_ids),
+    )
+    # The images recorded for the old design are its mockups: the new design's replace them.
+    conn.execute("DELETE FROM etsy_listing_images WHERE design_id = ANY(%s)", (old_ids,))
+    moved = conn.execute(
+        """
+        DELETE FROM etsy_listings AS e USING unnest(%s::bigint[], %s::bigint[]) AS r(new_id, old_id)
+        WHERE e.design_id = r.old_id
+        RETURNING r.new_id, e.shop_id, e.listing_id, e.status, e.title, e.content_sha256,
+            e.create_started_at, e.images_skipped
+        """,
+        (new_ids, old_ids),
+    ).fetchall()
+    for row in moved:
+        conn.execute(
+            """
+            INSERT INTO etsy_listings (design_id, shop_id, listing_id, status, title,
+                content_sha256, create_started_at, images_skipped, replace_images)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true)
+            ON CONFLICT (design_id, shop_id) DO NOTHING
+            """,
+            (*row[:7], Jsonb(row[7])),
+        )
 
 
 def _insert_views(conn: psycopg.Connection, rows: Sequence[tuple[int, NewDesign]]) -> None:

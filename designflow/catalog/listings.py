@@ -23,6 +23,8 @@ class ListingRecord:
     title: str
     content_sha256: str
     create_started_at: datetime
+    # Moved from a design this one replaced: its images are replaced rank by rank.
+    replace_images: bool = False
 
 
 class ListingCatalog:
@@ -75,7 +77,8 @@ class ListingCatalog:
         with self.catalog.connect() as conn:
             row = conn.execute(
                 "SELECT design_id, shop_id, listing_id, status, title, content_sha256,"
-                " create_started_at FROM etsy_listings WHERE design_id = %s AND shop_id = %s",
+                " create_started_at, replace_images FROM etsy_listings"
+                " WHERE design_id = %s AND shop_id = %s",
                 (design_id, shop_id),
             ).fetchone()
         return ListingRecord(*row) if row else None

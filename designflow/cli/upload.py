@@ -32,11 +32,15 @@ def upload(
     paths: list[str] = typer.Argument(..., help="files or folders (searched recursively); nas:<path> or sftp://user@host:port/path for ones on the NAS"),
     user: str = typer.Option(..., "--user", help="the seller's user id"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
-    batch_max_mb: float | None = typer.Option(None, "--batch-max-mb", help="bytes per batch, MB"),
-    batch_max_images: int | None = typer.Option(None, "--batch-max-images", help="files per batch"),
+    batch_max_mb: float | None = typer.Option(None, "--batch-max-mb", help="most megabytes per batch (default: DESIGNFLOW_BATCH_MAX_MB)"),
+    batch_max_images: int | None = typer.Option(None, "--batch-max-images", help="most files per batch (default: DESIGNFLOW_BATCH_MAX_IMAGES)"),
     allow_near_duplicates: bool = typer.Option(
         False, "--allow-near-duplicates",
         help="store designs that resemble existing ones, marked as near duplicates",
+    ),
+    replace_with_better: bool = typer.Option(
+        False, "--replace-with-better",
+        help="a near duplicate with more pixels than the stored design replaces it (its Etsy listing follows)",
     ),
     mockups: str = typer.Option("", "--mockups", metavar="TEMPLATE,...", help="render these mockup templates"),
     priority: Priority = typer.Option(Priority.normal, "--priority", help="work queue of the background mockup run"),
@@ -71,6 +75,7 @@ def upload(
             "batch_max_mb": batch_max_mb,
             "batch_max_images": batch_max_images,
             "allow_near_duplicates": allow_near_duplicates,
+            "replace_with_better": replace_with_better,
             "mockup_templates": [t for t in mockups.split(",") if t] or None,
             "async_mockups": not sync_mockups,
             "priority": priority.value,
@@ -172,7 +177,8 @@ def print_report(report: dict, as_json: bool) -> None:
     counts = report["counts"]
     out(f"flow run {report['flow_run_id']}")
     for s in report["stored"]:
-        out(f"  stored     {s['file']} -> design {s['design_id']} at {s['nas_path']}")
+        replaced = f" (replaces design {s['replaces']})" if s.get("replaces") else ""
+        out(f"  stored     {s['file']} -> design {s['design_id']} at {s['nas_path']}{replaced}")
     for d in report["duplicates"]:
         out(duplicate_line(d))
     for r in report["rejected"]:

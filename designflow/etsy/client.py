@@ -265,11 +265,14 @@ class EtsyClient:
 
     def upload_listing_image(
         self, shop_id: str, listing_id: int, image: bytes, filename: str,
-        rank: int | None = None, alt_text: str | None = None,
+        rank: int | None = None, alt_text: str | None = None, overwrite: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
+        """`overwrite`: the image replaces the one at `rank` (Etsy's overwrite parameter)."""
         data: dict[str, str] = {}
         if rank is not None:
             data["rank"] = str(rank)
+        if overwrite:
+            data["overwrite"] = "true"
         if alt_text:
             data["alt_text"] = alt_text[:500]
         return self._call(

@@ -217,8 +217,12 @@ def upload_image(
         done = store.images(design_id, shop_id).get(plan.mockup_id)
         if done is not None:
             return _image(plan, done[1], "existing")
+        # A listing moved from the design this one replaced: the image at the rank is the
+        # old design's mockup, replaced (never adopted).
+        record = store.listing(design_id, shop_id)
+        overwrite = record is not None and record.replace_images
         there = on_etsy.get(plan.rank)
-        if there is not None and there.get("alt_text") == plan.alt_text:
+        if there is not None and not overwrite and there.get("alt_text") == plan.alt_text:
             # Uploaded by an attempt that stopped before recording it.
             store.record_image(
                 design_id, shop_id, plan.mockup_id, plan.rank, int(there["listing_image_id"])
@@ -227,7 +231,7 @@ def upload_image(
         data = read_bytes(plan.nas_path)
         answer = client.upload_listing_image(
             shop_id, listing_id, data, f"{plan.template_id}.jpg", rank=plan.rank,
-            alt_text=plan.alt_text,
+            alt_text=plan.alt_text, overwrite=overwrite,
         )  # fmt: skip
         image_id = int(answer["listing_image_id"])
         store.record_image(design_id, shop_id, plan.mockup_id, plan.rank, image_id)

@@ -23,11 +23,15 @@ class StoredDesign:
     # Only with --allow-near-duplicates: the design this one resembles, and how closely.
     near_duplicate_of: int | None = None
     distance: int | None = None
+    # Only with --replace-with-better: the stored design this better version replaced.
+    replaces: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         if self.near_duplicate_of is None:
             del out["near_duplicate_of"], out["distance"]
+        if self.replaces is None:
+            del out["replaces"]
         return out
 
 

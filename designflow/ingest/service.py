@@ -96,6 +96,14 @@ class NasUpload:
         return self.fingerprint.sha256
 
 
+@dataclass(frozen=True)
+class NearChoices:
+    """What the seller chose for near duplicates of their stored designs."""
+
+    allow: bool = False  # store them anyway, marked as near duplicates
+    replace_with_better: bool = False  # store a better version as the design's new version
+
+
 class BatchIngest:
     def __init__(
         self,
@@ -108,11 +116,16 @@ class BatchIngest:
         log: Callable[[str], None] = lambda message: None,
         batch_id: uuid.UUID | None = None,
         debug: Callable[[str], None] = lambda message: None,
+        replace_with_better: bool = False,
     ) -> None:
+        """`replace_with_better`: a near duplicate with more pixels than the stored design is
+        stored as its new version (the old one superseded) instead of reported."""
         self.user_id = user_id
         self.run_id = uuid.UUID(upload_run_id) if upload_run_id else None
         self.batch_id = batch_id or uuid.uuid4()
         self.allow_near = allow_near_duplicates
+        self.replace_better = replace_with_better
+        self._replaces: dict[str, int] = {}  # sha256 -> the stored design it replaces
         self.distance, self.confirm = near_distance, near_confirm
         self.log, self.debug = log, debug
         self.report = BatchReport(batch_index=batch_index, batch_id=str(self.batch_id))
@@ -211,11 +224,17 @@ class BatchIngest:
                 {fp.sha256: NearOf(None, twin.sha256, d) for fp, twin, d in near.in_batch}
             )
         else:
-            to_store = near.to_store
+            to_store = list(near.to_store)
             for fp, m in near.near:
                 # The same bytes stored since our exact lookup (a concurrent upload): the
                 # match's content address says so.
                 same = posixpath.basename(m.nas_path).split(".")[0] == fp.sha256
+                if self.replace_better and not same and is_better(fp, m):
+                    self._replaces[fp.sha256] = m.design_id
+                    to_store.append(fp)
+                    self.log(f"{fp.name}: a better version of design {m.design_id} "
+                             f"({fp.width}x{fp.height} against {m.width}x{m.height}): replacing it")  # fmt: skip
+                    continue
                 self._settle_duplicate(
                     fp, m.design_id, m.distance, "exact" if same else "near", m.nas_path,
                     "" if same else m.why, better_than=None if same else m,
@@ -281,8 +300,11 @@ class BatchIngest:
         file)."""
         self._nas_ms = self._lap()
         return [
-            new_design_row(
-                fp, self.user_id, self.batch_id, self.run_id, self._near_of.get(fp.sha256)
+            replace(
+                new_design_row(
+                    fp, self.user_id, self.batch_id, self.run_id, self._near_of.get(fp.sha256)
+                ),
+                replaces=self._replaces.get(fp.sha256),
             )
             for fp in self._on_nas
         ]
@@ -295,7 +317,13 @@ class BatchIngest:
             if fp.sha256 in result.inserted:
                 dest = design_path(self.user_id, fp.sha256, fp.extension)
                 out.stored.append(
-                    StoredDesign(fp.path, result.inserted[fp.sha256], fp.sha256, dest)
+                    StoredDesign(
+                        fp.path,
+                        result.inserted[fp.sha256],
+                        fp.sha256,
+                        dest,
+                        replaces=self._replaces.get(fp.sha256),
+                    )  # fmt: skip
                 )
                 continue
             match = result.already_present[fp.sha256]

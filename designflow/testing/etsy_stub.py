@@ -520,11 +520,17 @@ class EtsyStub:
         ):
             return 400, {"error": "image: the file is not a JPEG, PNG or GIF image"}
         found = self.images[listing["listing_id"]]
-        if len(found) >= MAX_IMAGES:
+        # overwrite=true: the new image takes the place of the one at its rank.
+        overwrite = parts.get("overwrite", b"").decode().lower() in ("true", "1")
+        if len(found) >= MAX_IMAGES and not overwrite:
             return 400, {"error": f"image: a listing can have at most {MAX_IMAGES} images"}
         rank_raw = parts.get("rank", b"").decode() or str(len(found) + 1)
         if not rank_raw.isdigit() or not 1 <= int(rank_raw) <= MAX_IMAGES:
             return 400, {"error": f"rank must be an integer between 1 and {MAX_IMAGES}"}
+        if overwrite:
+            found[:] = [i for i in found if i["rank"] != int(rank_raw)]
+        if len(found) >= MAX_IMAGES:
+            return 400, {"error": f"image: a listing can have at most {MAX_IMAGES} images"}
         image_id = self._next_image
         self._next_image += 1
         width, height = _jpeg_size(image)

@@ -318,8 +318,9 @@ def _true(value: str | None) -> bool:
 def _options(fields: dict[str, str]) -> dict[str, Any]:
     """The upload flow's parameters a form may set."""
     options: dict[str, Any] = {}
-    if _true(fields.get("allow_near_duplicates")):
-        options["allow_near_duplicates"] = True
+    for choice in ("allow_near_duplicates", "replace_with_better"):
+        if _true(fields.get(choice)):
+            options[choice] = True
     templates = [t.strip() for t in fields.get("mockup_templates", "").split(",") if t.strip()]
     if templates:
         options["mockup_templates"] = templates

@@ -155,6 +155,8 @@ def _cli_options(options: dict) -> list[str]:
     out = []
     if options.get("allow_near_duplicates"):
         out.append("--allow-near-duplicates")
+    if options.get("replace_with_better"):
+        out.append("--replace-with-better")
     if options.get("mockup_templates"):
         out += ["--mockups", ",".join(options["mockup_templates"])]
     if options.get("priority"):

@@ -213,3 +213,69 @@ def test_a_field_etsy_refuses_is_reported_with_its_name(designflow_env, stub, et
     assert "field 'tags'" in listing["error"] and "400" in listing["error"]
     assert stub.count("createDraftListing") == 1  # a 400 is not retried
     assert stub.listings == {}
+
+
+def test_a_better_version_replaces_the_design_and_takes_over_its_listing(
+    designflow_env, stub, etsy_block
+) -> None:
+    """--replace-with-better: the full-size export of a design first stored as a downscale
+    is stored as its new version; the old design is set aside (superseded, no longer found
+    by lookups, its file and row kept so verify stays clean); its listing content, its
+    Etsy listing (the same listing, images replaced rank by rank) and its mockup templates
+    follow the new one."""
+    from PIL import Image
+
+    from designflow.ops.verify import verify
+    from designflow.orchestration import resources
+
+    folder = designflow_env.inputs / "better"
+    folder.mkdir()
+    art = images.design(931, (800, 960))
+    art.resize((560, 672), Image.Resampling.LANCZOS).save(folder / "fox-small.png")
+    rows = [{"file": "fox-small.png", "title": "Fox tee", "description": "A fox.",
+             "price": "20", "tags": "fox", "taxonomy_id": "482", "quantity": "3"}]  # fmt: skip
+    first = upload_designs(
+        paths=[str(folder / "fox-small.png")], user_id="rex", mockup_templates=["tshirt"],
+        async_mockups=False, listings_manifest=str(manifest(folder / "l.csv", rows)),
+    )  # fmt: skip
+    (old,) = first["stored"]
+    (listing,) = first["listings"]
+    assert listing["action"] == "created"
+    listing_id = listing["listing_id"]
+    old_image = stub.images[listing_id][0]
+    art.save(folder / "fox.png")
+
+    # Without the option the better version is only reported.
+    reported = upload_designs(paths=[str(folder / "fox.png")], user_id="rex")
+    assert reported["stored"] == [] and reported["duplicates"][0]["better"] is True
+
+    second = upload_designs(
+        paths=[str(folder / "fox.png")], user_id="rex", replace_with_better=True,
+        async_mockups=False,
+    )  # fmt: skip
+    (new,) = second["stored"]
+    assert new["replaces"] == old["design_id"] and new["design_id"] != old["design_id"]
+    # Its mockups follow (the old design's template) and its listing: the same Etsy
+    # listing, the image at rank 1 replaced by the new design's mockup.
+    assert [m["template_id"] for m in second["mockups"]] == ["tshirt"]
+    (moved,) = second["listings"]
+    assert moved["listing_id"] == listing_id and moved["error"] is None
+    assert [i["action"] for i in moved["images"]] == ["uploaded"]
+    on_etsy = stub.images[listing_id]
+    assert len(on_etsy) == 1 and on_etsy[0]["rank"] == 1
+    assert on_etsy[0]["listing_image_id"] != old_image["listing_image_id"]
+    assert stub.count("createDraftListing") == 1 and len(stub.listings) == 1
+
+    catalog = Catalog(designflow_env.database_url)
+    with catalog.connect() as conn:
+        row = conn.execute(
+            "SELECT is_active, superseded_by FROM design_images WHERE id = %s",
+            (old["design_id"],),
+        ).fetchone()
+    assert row == (False, new["design_id"])
+    # The next copy of the artwork is a duplicate of the new version, not of the old one.
+    art.resize((700, 840), Image.Resampling.LANCZOS).save(folder / "fox-700.png")
+    third = upload_designs(paths=[str(folder / "fox-700.png")], user_id="rex")
+    assert [d["duplicate_of"] for d in third["duplicates"]] == [new["design_id"]]
+    report = verify(catalog, resources.nas(), user_id="rex")
+    assert report.orphans == [] and report.missing == []
