@@ -135,6 +135,8 @@ def run_setup(setup: str, sizes: list[int], size: tuple[int, int], work: Path) -
     home = work / f"home-{setup}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DESIGNFLOW_"))}
     env.update(DESIGNFLOW_HOME=str(home), PREFECT_HOME=str(work / f"prefect-{setup}"))
+    if setup != "server":  # each command on Prefect's temporary server, as measured before
+        env["DESIGNFLOW_LOCAL_SERVER"] = "temporary"
     server = None
     server_log = None
     if setup == "server":

@@ -84,6 +84,11 @@ class Settings:
     retry_backoff_s: float = 1.0
     worker_stop_grace_s: float = 15.0
     temporary_server_db: str = "sqlite"
+    # Without PREFECT_API_URL: a local Prefect server that stays between commands ("stay",
+    # stopped after this many idle minutes or by `designflow stop`) or Prefect's temporary
+    # server for each command ("temporary").
+    local_server: str = "stay"
+    local_server_idle_minutes: float = 60.0
     migrations_dir: Path | None = None
     templates_set: bool = False
     # `designflow web`: files and megabytes per request, uploads in flight per seller.
@@ -145,6 +150,8 @@ class Settings:
             temporary_server_db=_choice(
                 env, "DESIGNFLOW_TEMPORARY_SERVER_DB", ("sqlite", "postgresql")
             ),
+            local_server=_choice(env, "DESIGNFLOW_LOCAL_SERVER", ("stay", "temporary")),
+            local_server_idle_minutes=_number(env, "DESIGNFLOW_LOCAL_SERVER_IDLE_MINUTES", 60.0),
             migrations_dir=Path(env["DESIGNFLOW_MIGRATIONS_DIR"])
             if env.get("DESIGNFLOW_MIGRATIONS_DIR")
             else None,

@@ -34,7 +34,7 @@ from designflow.cli.app import app, err
 # Help panels, each sorted by name: what a seller runs, what an operator runs.
 _PANELS = {
     "Designs": ("upload", "sweep", "status", "report", "verify", "fingerprint", "publish"),
-    "Running the service": ("server", "deploy", "worker", "serve", "trigger", "web"),
+    "Running the service": ("server", "deploy", "worker", "serve", "trigger", "web", "ui", "stop"),
 }
 
 
@@ -68,8 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if command in COMMANDS_RUNNING_FLOWS:
         signal.signal(signal.SIGTERM, _interrupt)
-    with _temporary_server_settings(command in COMMANDS_RUNNING_FLOWS):
-        return _run(args)
+    if command in COMMANDS_READING_RUNS:
+        _local_server_if_running()
+    from designflow.cli.localserver import LocalServerError
+
+    try:
+        with _temporary_server_settings(command in COMMANDS_RUNNING_FLOWS):
+            return _run(args)
+    except LocalServerError as exc:
+        err.print(f"designflow: {exc}")
+        return 1
 
 
 def _interrupt(signum, frame) -> None:
@@ -133,6 +141,22 @@ def _api_auth_for_clients() -> str | None:
 COMMANDS_RUNNING_FLOWS = ("upload", "sweep", "publish")
 
 
+# Commands that read runs from the server: the local one when it runs and none is configured.
+COMMANDS_READING_RUNS = ("status",)
+
+
+def _local_server_if_running() -> None:
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from designflow.cli.localserver import running_server
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    url = running_server(settings) if settings.local_server == "stay" else None
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+
+
 # Services of Prefect's server that a temporary server (one command's runs, gone when it
 # exits) never needs: schedules, late-run and zombie detection, automations, cancellation
 # and pause clean-up, and the event feed (task and flow run states are recorded all the same).
@@ -140,6 +164,21 @@ TEMPORARY_SERVER_OFF = (
     "SCHEDULER", "LATE_RUNS", "FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS",
     "REPOSSESSOR", "TRIGGERS", "EVENT_PERSISTER", "CLEANUP_RECONCILER",
 )  # fmt: skip
+
+
+def use_local_server() -> str:
+    """The local server that stays (started on first use); this process and the processes
+    it starts talk to it. Returns its API URL."""
+    from designflow.cli.localserver import ensure_local_server
+    from designflow.settings import Settings
+
+    settings = Settings.from_env()
+    if not (settings.home / "prefect-server" / "state.json").exists():
+        err.print("designflow: starting the local Prefect server (it stays for the next "
+                  "commands; `designflow stop` stops it)")  # fmt: skip
+    url, _ = ensure_local_server(settings)
+    os.environ["PREFECT_API_URL"] = url
+    return url
 
 
 @contextlib.contextmanager
@@ -164,6 +203,13 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
         with prefect_settings.temporary_settings(updates=updates):
             yield
         return
+    from designflow.settings import Settings
+
+    if Settings.from_env().local_server == "stay":
+        updates[prefect_settings.PREFECT_API_URL] = use_local_server()
+        with prefect_settings.temporary_settings(updates=updates):
+            yield
+        return
     from designflow.cli.tempserver import use_detached_temporary_server
 
     use_detached_temporary_server()
@@ -173,8 +219,6 @@ def _temporary_server_settings(applies: bool) -> Iterator[None]:
             for service in TEMPORARY_SERVER_OFF
         }
     )
-    from designflow.settings import Settings
-
     wanted = Settings.from_env().temporary_server_db
     if wanted == "postgresql" and "PREFECT_API_DATABASE_CONNECTION_URL" not in os.environ:
         from designflow.catalog.embedded import embedded_database_url

@@ -82,3 +82,40 @@ def asyncpg_url(conninfo: str) -> str:
     if host.startswith("/"):
         return f"postgresql+asyncpg://{user}{password}@/{database}?host={quote(host, safe='/')}&port={port}"
     return f"postgresql+asyncpg://{user}{password}@{host}:{port}/{database}"
+
+
+@app.command()
+def ui() -> int:
+    """Print the Prefect UI's address: the configured server's, else the local server's
+    (started if it is not running). Every command's runs are there."""
+    from prefect.settings import get_current_settings
+
+    from designflow.cli.localserver import LocalServerError, ensure_local_server
+    from designflow.settings import Settings
+
+    configured = get_current_settings()
+    if configured.api.url:
+        ui_url = configured.ui_url or configured.api.url.removesuffix("/api")
+        print(ui_url)
+        return 0
+    try:
+        url, started = ensure_local_server(Settings.from_env())
+    except LocalServerError as exc:
+        return fail(str(exc), 1)
+    if started:
+        err.print("started the local Prefect server (`designflow stop` stops it)")
+    print(url.removesuffix("/api"))
+    return 0
+
+
+@app.command()
+def stop() -> int:
+    """Stop the local Prefect server that commands keep running between them (the embedded
+    PostgreSQL has its own: `designflow db stop`)."""
+    from designflow.cli.localserver import stop_local_server
+    from designflow.settings import Settings
+
+    stopped = stop_local_server(Settings.from_env())
+    err.print(f"stopped the local Prefect server at {stopped}" if stopped
+              else "no local Prefect server is running")  # fmt: skip
+    return 0

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 
 from designflow.catalog.database import migrations_dir
@@ -161,7 +163,9 @@ def test_real_process_on_temporary_prefect_server(
     images.write_jpeg(folder / "p2.jpg", seed=96)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DESIGNFLOW_LOCAL_SERVER="temporary",
     )
     migrate = subprocess.run(
         [sys.executable, "-m", "designflow.cli", "db", "migrate"],
@@ -188,8 +192,9 @@ def test_real_process_on_temporary_prefect_server(
 def test_the_readme_first_command_on_embedded_defaults(tmp_path: Path) -> None:
     """The README's first command as a new user runs it: the installed `designflow`, a fresh
     HOME and DESIGNFLOW_HOME, no database URL (the embedded PostgreSQL), no NAS URL (a local
-    folder), no Prefect API (the temporary server), the shipped examples. Then the same
-    command again: every file an exact duplicate, nothing new on the NAS."""
+    folder), no Prefect API (the local server that stays, started by the first command), the
+    shipped examples. Then the same command again: every file an exact duplicate, nothing new
+    on the NAS, both runs kept on the local server; `designflow stop` ends it."""
     command = shutil.which("designflow")
     assert command, "the installed designflow command is not on PATH"
     home = tmp_path / "user-home"
@@ -226,8 +231,25 @@ def test_the_readme_first_command_on_embedded_defaults(tmp_path: Path) -> None:
             sorted(p for p in designflow_home.rglob("users/demo/designs/*/*") if p.is_file())
             == nas_files
         )
+        # Both runs are on the local server, which is still up after the commands exited.
+        ui = subprocess.run([command, "ui"], env=env, cwd=home, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+        assert ui.returncode == 0 and ui.stdout.startswith("http://127.0.0.1:"), ui.stderr
+        runs = httpx.post(f"{ui.stdout.strip()}/api/flow_runs/filter", json={}, timeout=30)
+        ids = {r["id"] for r in runs.json()}
+        assert {report["flow_run_id"], second["flow_run_id"]} <= ids
     finally:
+        state = home / ".designflow" / "prefect-server" / "state.json"
+        keeper = json.loads(state.read_text())["keeper"] if state.exists() else None
+        stopped = subprocess.run([command, "stop"], env=env, cwd=home, capture_output=True,
+                                 text=True, timeout=120)  # fmt: skip
         subprocess.run([command, "db", "stop"], env=env, cwd=home, capture_output=True, timeout=120)
+    assert "stopped the local Prefect server" in stopped.stderr
+    assert keeper is not None and not state.exists()
+    try:  # gone, or ended and not yet reaped by init
+        assert psutil.Process(keeper).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass
 
 
 @pytest.mark.parametrize(
@@ -248,3 +270,28 @@ def test_a_wrong_nas_url_costs_one_line_and_no_retries(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("designflow: DESIGNFLOW_NAS_URL: ")
     assert said in lines[0] and captured.out == ""
+
+
+def test_the_local_server_is_started_once_and_stops_when_idle(tmp_path: Path, monkeypatch) -> None:
+    """Two commands asking for the local server at once get the same one (the second waits
+    on the start lock); with no command and no run for the idle time its keeper stops it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from designflow.cli.localserver import ensure_local_server, running_server
+    from designflow.settings import Settings
+
+    for name in [k for k in os.environ if k.startswith("PREFECT_API")]:
+        monkeypatch.delenv(name)
+    settings = Settings.from_env(
+        {"DESIGNFLOW_HOME": str(tmp_path / "home"), "DESIGNFLOW_LOCAL_SERVER_IDLE_MINUTES": "0.1"}
+    )
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: ensure_local_server(settings), range(2)))
+    assert answers[0][0] == answers[1][0] and sorted(a[1] for a in answers) == [False, True]
+    assert running_server(settings) == answers[0][0]
+    deadline = time.monotonic() + 90
+    while running_server(settings) is not None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running_server(settings) is None, "still running 90 s after an idle time of 6 s"
+    log = (tmp_path / "home" / "prefect-server" / "server.log").read_text()
+    assert "was idle 6 s: stopping" in log

@@ -1,6 +1,7 @@
 """Ctrl-C at a terminal: SIGINT to the whole foreground process group of the README's main
-command, on Prefect's temporary server. It used to kill the temporary server with the command,
-which then hung on it for a minute or more and exited 1 with tracebacks."""
+command, on the local server that stays (the default) and on Prefect's temporary server. The
+temporary server used to die with the command, which then hung on it for a minute or more and
+exited 1 with tracebacks; the local server must outlive every Ctrl-C."""
 
 from __future__ import annotations
 
@@ -59,13 +60,26 @@ def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_each_time(
     folder.mkdir()
     for i in range(FILES):
         images.noisy_png(folder / f"n{i:02}.png", seed=8100 + i, size=(700, 700))
-    # No PREFECT_API_URL: the command starts Prefect's temporary server as its child.
+    # No PREFECT_API_URL: the local server that stays, the last attempt on the temporary one.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                DESIGNFLOW_BATCH_MAX_IMAGES="2")  # fmt: skip
+    try:
+        _attempts(folder, env)
+    finally:
+        subprocess.run([sys.executable, "-m", "designflow", "stop"], env=env, timeout=120)
+
+
+def _attempts(folder: Path, env: dict[str, str]) -> None:
+    from designflow.cli.localserver import running_server
+    from designflow.settings import Settings
+
     stored_so_far: set[str] = set()
     for attempt in range(ATTEMPTS):
-        command, lines = _upload(folder, env, "ctrl-c")
+        temporary = attempt == ATTEMPTS - 1
+        command, lines = _upload(
+            folder, {**env, "DESIGNFLOW_LOCAL_SERVER": "temporary"} if temporary else env, "ctrl-c"
+        )
         parent = psutil.Process(command.pid)
         try:
             # Interrupted once this run has recorded a batch of its own.
@@ -91,8 +105,11 @@ def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_each_time(
         assert "Crashed('Execution was aborted by an interrupt signal.')" in log, log[-4000:]
         assert "Traceback" not in log, log[-3000:]
         _, alive = psutil.wait_procs(children, timeout=10)
-        assert alive == [], [p.pid for p in alive]  # the temporary server went with it
-        print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored")
+        assert alive == [], [p.pid for p in alive]  # a temporary server went with it
+        # The local server is not the command's child: it outlives the Ctrl-C.
+        assert running_server(Settings.from_env(env)) is not None, attempt
+        print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored"
+              f" ({'temporary' if temporary else 'local'} server)")  # fmt: skip
 
     # The same command again finishes the job: nothing lost, nothing doubled.
     finish = subprocess.run(

@@ -26,10 +26,11 @@ def test_children_of_a_killed_upload_exit_within_ten_seconds(
     folder.mkdir()
     for i in range(24):
         images.noisy_png(folder / f"n{i}.png", seed=4000 + i, size=(800, 800))
-    # No PREFECT_API_URL: the command starts Prefect's temporary server as its child.
+    # No PREFECT_API_URL and the temporary server asked for: it is the command's child.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(server.env(), PREFECT_HOME=str(tmp_path / "prefect-home"),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DESIGNFLOW_BATCH_MAX_IMAGES="4")  # fmt: skip
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", DESIGNFLOW_BATCH_MAX_IMAGES="4",
+               DESIGNFLOW_LOCAL_SERVER="temporary")  # fmt: skip
     command = subprocess.Popen(
         [sys.executable, "-m", "designflow", "upload", str(folder), "--user", "kid", "--json"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
