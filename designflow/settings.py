@@ -87,6 +87,9 @@ class Settings:
     # Without PREFECT_API_URL: a local Prefect server that stays between commands ("stay",
     # stopped after this many idle minutes or by `designflow stop`) or Prefect's temporary
     # server for each command ("temporary").
+    # Whether a file count per batch was asked for (DESIGNFLOW_BATCH_MAX_IMAGES or the
+    # flow's batch_max_images); else batches are sized by work (ingest.batching).
+    batch_max_images_set: bool = False
     local_server: str = "stay"
     local_server_idle_minutes: float = 60.0
     migrations_dir: Path | None = None
@@ -119,6 +122,7 @@ class Settings:
             # 4500x5400: 9 batches -> 3, 0.77-0.90x the time in bench.e2e --compare-env).
             batch_max_bytes=int(_number(env, "DESIGNFLOW_BATCH_MAX_MB", 200) * MB),
             batch_max_images=int(_number(env, "DESIGNFLOW_BATCH_MAX_IMAGES", 20)),
+            batch_max_images_set=bool(env.get("DESIGNFLOW_BATCH_MAX_IMAGES")),
             limits=limits,
             nas_known_hosts=env.get("DESIGNFLOW_NAS_KNOWN_HOSTS") or "~/.ssh/known_hosts",
             nas_key_file=env.get("DESIGNFLOW_NAS_KEY_FILE") or None,
@@ -172,7 +176,7 @@ class Settings:
         if max_images is not None:
             if max_images <= 0:
                 raise SettingsError(f"batch_max_images must be positive, got {max_images}")
-            out = replace(out, batch_max_images=max_images)
+            out = replace(out, batch_max_images=max_images, batch_max_images_set=True)
         return out
 
 

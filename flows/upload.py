@@ -156,7 +156,8 @@ def upload_designs(
         else {}
     )
     files, unusable = collect_files(paths, user_id)
-    batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images)
+    batches = plan_batches(files, settings.batch_max_bytes, settings.batch_max_images,
+                           by_work=not settings.batch_max_images_set)  # fmt: skip
     report = UploadReport(flow_run_id=run_id, user_id=user_id)
     report.rejected.extend(RejectedFile(u.path, u.reason) for u in unusable if not u.skipped)
     report.skipped.extend(SkippedFile(u.path, u.reason) for u in unusable if u.skipped)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -13,7 +16,12 @@ from prefect.cache_policies import NO_CACHE
 
 from designflow.images.fingerprint import Fingerprint
 from designflow.ingest.report import FailedFile, RejectedFile
-from designflow.ingest.sources import fingerprint_source, local_sha256
+from designflow.ingest.sources import (
+    fingerprint_local_files,
+    fingerprint_source,
+    is_remote,
+    local_sha256,
+)
 from designflow.orchestration.resources import current, current_settings
 from designflow.settings import ImageLimits
 
@@ -65,8 +73,49 @@ def fingerprint_files_in_threads(
     limits = current_settings().limits
     with fingerprint_threads() as pool:
         known = known_contents(pool, paths, user_id, limits) if user_id else frozenset()
+        if many_small_local_files(paths):
+            try:
+                results = fingerprint_in_processes(paths, limits, known)
+                get_run_logger().info("%d small files fingerprinted in worker processes",
+                                      len(paths))  # fmt: skip
+                return results
+            except BrokenProcessPool as exc:  # a worker died (killed): the threads do it
+                get_run_logger().warning("fingerprint processes failed (%s): using threads", exc)
         futures = [pool.submit(fingerprint_one, path, limits, staging, known) for path in paths]
         return [future.result() for future in futures]
+
+
+# Many small files: fingerprinting them is Python work under the GIL, not decoding (which
+# releases it), and threads fought over it: 400 PNGs of 64x64 took 7.5 ms a file on one
+# thread, 11.8 on two, 15.5 on four. Processes, one per core, each take a share.
+SMALL_FILE_BYTES = 256 * 1024
+MIN_FILES_FOR_PROCESSES = 100
+
+
+def many_small_local_files(paths: list[str]) -> bool:
+    if len(paths) < MIN_FILES_FOR_PROCESSES or (os.cpu_count() or 1) < 2:
+        return False
+    if any(is_remote(p) for p in paths):
+        return False
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(os.stat(path).st_size)
+        except OSError:
+            sizes.append(0)  # its fingerprint says why
+    return sum(sizes) / len(sizes) <= SMALL_FILE_BYTES
+
+
+def fingerprint_in_processes(
+    paths: list[str], limits: ImageLimits, known: frozenset[str]
+) -> list[Fingerprint | RejectedFile | FailedFile]:
+    processes = _shared.processes()
+    workers = processes._max_workers  # noqa: SLF001 (the pool's own size)
+    chunk = max(1, -(-len(paths) // (workers * 4)))
+    parts = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    done = processes.map(fingerprint_local_files, parts, [limits] * len(parts),
+                         [known] * len(parts))  # fmt: skip
+    return [result for part in done for result in part]
 
 
 def known_contents(
@@ -106,7 +155,18 @@ class _SharedThreads:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
         self._holders = 0
+
+    def processes(self) -> ProcessPoolExecutor:
+        """Worker processes for batches of many small files, made on first use and kept
+        while the threads are held (spawned: ~0.5 s of imports each, once per run)."""
+        with self._lock:
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(
+                    max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._processes
 
     @contextlib.contextmanager
     def held(self) -> Iterator[ThreadPoolExecutor]:
@@ -123,11 +183,14 @@ class _SharedThreads:
             with self._lock:
                 self._holders -= 1
                 idle = self._holders == 0
+                processes = self._processes if idle else None
                 if idle:
-                    self._pool = None
+                    self._pool = self._processes = None
             if idle:
                 # The threads end with their decode buffers: nothing held between runs.
                 pool.shutdown(wait=False)
+                if processes is not None:
+                    processes.shutdown(wait=True)
 
 
 _shared = _SharedThreads()

@@ -11,9 +11,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from designflow.catalog import ExistingDesign
 from designflow.images.fingerprint import Fingerprint
 from designflow.images.similarity import (
+    MASK64,
     PLAIN,
     TRIMMED,
     NearMatch,
@@ -163,7 +166,7 @@ def classify_near(
     for m in history_matches:
         candidates.setdefault(m.key, []).append(m)
     out = NearDedup()
-    kept: list[Fingerprint] = []
+    kept = KeptHashes(len(fingerprints))
     # The best file first (most pixels, then lossless, then the larger file), so that of
     # two near twins in one upload the seller keeps the one worth printing, whatever the
     # names: a 75% downscale that sorted first used to be kept and the original refused.
@@ -185,7 +188,7 @@ def classify_near(
         if twin is not None:
             out.in_batch.append((fp, twin[0], twin[1]))
             continue
-        kept.append(fp)
+        kept.add(fp)
         stored.add(key)
     # Reported in the upload's own order, whatever order they were decided in.
     position = {id(fp): i for i, fp in enumerate(fingerprints)}
@@ -241,19 +244,80 @@ def _verified_history_match(
     return None
 
 
+class KeptHashes:
+    """The hashes of the batch's designs kept so far, as arrays: a new file is compared with
+    all of them at once, by the rules of `near_pair`. Pair by pair in Python, 1,000 small
+    files (~500,000 pairs, ~40 Hamming distances each) took ~6 s of a 16 s upload."""
+
+    NO_MATCH = 1 << 16
+
+    def __init__(self, capacity: int) -> None:
+        self.fingerprints: list[Fingerprint] = []
+        self._hashes = np.zeros((max(capacity, 1), 4), np.uint64)  # nd_phash nd_dhash phash dhash
+        self._views: list[tuple[int, ...]] = []
+        self._view_matrix: np.ndarray | None = None  # built when a view lookup needs it
+        self._any_views = False
+        self._reduced = np.zeros(max(capacity, 1), bool)
+
+    def add(self, fp: Fingerprint) -> None:
+        row = len(self.fingerprints)
+        self.fingerprints.append(fp)
+        self._hashes[row] = [v & MASK64 for v in (fp.nd_phash, fp.nd_dhash, fp.phash, fp.dhash)]
+        self._reduced[row] = bool(fp.reduction)
+        self._views.append(tuple(v & MASK64 for v in fp.views) if fp.reduction else ())
+        self._any_views = self._any_views or bool(self._views[-1])
+        self._view_matrix = None
+
+    def candidates(
+        self, fp: Fingerprint, distance: int, confirm_sum: int
+    ) -> list[tuple[int, Fingerprint]]:
+        """(phash distance, kept design) for each kept design `fp` is a near duplicate
+        candidate of, in the order they were kept."""
+        n = len(self.fingerprints)
+        if n == 0:
+            return []
+        hashes = self._hashes[:n]
+        best = np.full(n, self.NO_MATCH, np.int64)
+        rules = ((fp.nd_phash, fp.nd_dhash, 0, 1), (fp.nd_phash_flip, fp.nd_dhash_flip, 0, 1),
+                 (fp.phash, fp.dhash, 2, 3))  # fmt: skip
+        for ph, dh, ph_col, dh_col in rules:
+            pd = _distances(ph, hashes[:, ph_col])
+            dd = _distances(dh, hashes[:, dh_col])
+            near = (pd <= distance) & (pd + dd <= confirm_sum)
+            best = np.where(near, np.minimum(best, pd), best)
+        if fp.reduction and self._any_views:
+            views, valid = self._matrix()
+            vd = np.minimum(_distances(fp.nd_phash, views), _distances(fp.nd_phash_flip, views))
+            closest = np.where(valid, vd, self.NO_MATCH).min(axis=1)
+            near = self._reduced[:n] & (closest <= distance)
+            best = np.where(near, np.minimum(best, closest), best)
+        return [(int(best[i]), self.fingerprints[i]) for i in np.flatnonzero(best < self.NO_MATCH)]
+
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(v) for v in self._views)
+        if self._view_matrix is None or self._view_matrix.shape != (len(self._views), width):
+            matrix = np.zeros((len(self._views), width), np.uint64)
+            valid = np.zeros((len(self._views), width), bool)
+            for i, views in enumerate(self._views):
+                matrix[i, : len(views)] = views
+                valid[i, : len(views)] = True
+            self._view_matrix, self._view_valid = matrix, valid
+        return self._view_matrix, self._view_valid
+
+
+def _distances(value: int, others: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(np.uint64(value & MASK64) ^ others).astype(np.int64)
+
+
 def _verified_twin(
     fp: Fingerprint,
-    kept: Sequence[Fingerprint],
+    kept: KeptHashes,
     distance: int,
     confirm_sum: int,
     verify: Verifier,
     out: NearDedup,
 ) -> tuple[Fingerprint, int] | None:
-    found = []
-    for earlier in kept:
-        d = near_pair(fp, earlier, distance, confirm_sum)
-        if d is not None:
-            found.append((d, earlier))
+    found = kept.candidates(fp, distance, confirm_sum)
     for d, earlier in sorted(found, key=lambda pair: pair[0])[:MAX_VERIFIED]:
         if not (fp.reduction and earlier.reduction):
             if d is not None and near_pair_plain(fp, earlier, distance, confirm_sum):

@@ -123,6 +123,17 @@ def fingerprint_source(
         return RejectedFile(path, exc.reason)
 
 
+def _local_only(name: str) -> Path:
+    raise BadSourceName(f"{name}: only local files are fingerprinted here")
+
+
+def fingerprint_local_files(
+    paths: list[str], limits: ImageLimits, known: frozenset[str]
+) -> list[Fingerprint | RejectedFile | FailedFile]:
+    """Local files' fingerprints, in order (a worker process's share of a batch)."""
+    return [fingerprint_source(p, limits, None, _local_only, known.__contains__) for p in paths]
+
+
 def local_sha256(path: str, max_bytes: int) -> str | None:
     """The sha256 of a local regular file's bytes, streamed (nothing kept), or None for
     anything else (a FIFO, a device, a file over the size cap, one that cannot be read: its

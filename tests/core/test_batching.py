@@ -127,3 +127,16 @@ def test_a_folder_replaced_by_a_file_mid_walk_gets_an_outcome(tmp_path: Path, mo
     assert [(Path(u.path).name, u.reason) for u in unusable] == [
         ("sub", "cannot list folder: Not a directory")
     ]
+
+
+def test_small_files_go_many_to_a_batch_unless_a_count_is_asked_for() -> None:
+    from designflow.ingest.batching import MAX_FILES_PER_BATCH, SMALL_FILES_BATCH_BYTES
+
+    small = files(*[12_000] * 2500)  # 64x64 PNGs
+    by_work = plan_batches(small, max_bytes=200 * 2**20, max_images=20, by_work=True)
+    assert [len(b) for b in by_work] == [MAX_FILES_PER_BATCH, MAX_FILES_PER_BATCH, 500]
+    assert len(plan_batches(small, 200 * 2**20, 20)) == 125  # asked for 20 a batch: 20
+    large = files(*[3 * 2**20] * 45)  # 1200x1500 designs keep today's batches of 20
+    assert [len(b) for b in plan_batches(large, 200 * 2**20, 20, by_work=True)] == [20, 20, 5]
+    mixed = files(*[12_000] * 30, *[SMALL_FILES_BATCH_BYTES] * 3)
+    assert [len(b) for b in plan_batches(mixed, 200 * 2**20, 20, by_work=True)] == [31, 2]

@@ -57,3 +57,27 @@ def test_upload_in_many_batches_uses_the_run_pool_and_leaves_no_thread(
     # Four batches, yet no more threads were ever started than one pool holds.
     assert 1 <= len(seen) <= FINGERPRINT_THREADS, seen
     assert _wait_gone() == []
+
+
+def test_many_small_files_are_fingerprinted_in_processes_with_the_same_outcomes(
+    designflow_env: DesignflowEnv, caplog
+) -> None:
+    """A batch of many small local files goes to worker processes (threads fought over the
+    GIL for them); each file still gets its own outcome: stored, rejected with its reason,
+    or an in-batch copy."""
+    import logging
+
+    folder = designflow_env.inputs / "small"
+    folder.mkdir(parents=True)
+    for i in range(110):
+        images.write_png(folder / f"s{i:03}.png", seed=5000 + i, size=(48, 48))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (folder / "z-copy.png").write_bytes((folder / "s000.png").read_bytes())
+    with caplog.at_level(logging.INFO):
+        report = upload_designs(paths=[str(folder)], user_id="tiny")
+    assert "112 small files fingerprinted in worker processes" in caplog.text
+    assert report["batches"] == 1 and len(report["stored"]) == 110
+    (rejected,) = report["rejected"]
+    assert rejected["file"].endswith("broken.png") and rejected["reason"]
+    (copy,) = report["duplicates"]
+    assert copy["file"].endswith("z-copy.png") and copy["kind"] == "in-batch"
