@@ -88,6 +88,7 @@ def runner_deployments(
     from prefect.deployments.runner import EntrypointType
 
     made = []
+    templates = known_templates(settings)
     for spec in DEPLOYMENTS:
         flow = spec.load_flow()
         extra: dict = {}
@@ -105,9 +106,51 @@ def runner_deployments(
             entrypoint_type=EntrypointType.MODULE_PATH,
             **extra,
         )
-        label_parameters(deployment._parameter_openapi_schema.properties)
+        properties = deployment._parameter_openapi_schema.properties
+        label_parameters(properties)
+        form_choices(properties, settings, templates)
         made.append(deployment)
     return made
+
+
+def known_templates(settings: Settings) -> list[str]:
+    """The mockup templates this deployment offers in the run form (deploy again after
+    adding one)."""
+    from designflow.orchestration.resources import current
+
+    try:
+        return current(settings).template_names()
+    except Exception:  # noqa: BLE001 - a form without a list is still a form
+        return []
+
+
+def form_choices(properties: dict, settings: Settings, templates: list[str]) -> None:
+    """The run form as a seller reads it: batch limits as plain numbers with their real
+    defaults (an optional number showed Prefect's "float | None" switch), mockup templates
+    as a choice of the known ones."""
+    from designflow.settings import MB
+
+    numbers = {
+        "batch_max_mb": {"type": "number", "exclusiveMinimum": 0,
+                         "default": settings.batch_max_bytes / MB},
+        # 0: the file count follows the work (small files many to a batch)
+        "batch_max_images": {"type": "integer", "minimum": 0,
+                             "default": settings.batch_max_images if settings.batch_max_images_set else 0},
+    }  # fmt: skip
+    for name, schema in numbers.items():
+        if name in properties:
+            kept = {k: properties[name][k] for k in ("title", "description", "position")
+                    if k in properties[name]}  # fmt: skip
+            properties[name] = {**schema, **kept}
+    for name in ("mockup_templates", "template_ids"):
+        if name in properties and templates:
+            kept = {k: properties[name][k] for k in ("title", "description", "position")
+                    if k in properties[name]}  # fmt: skip
+            required = "anyOf" not in properties[name]
+            properties[name] = {"type": "array", "uniqueItems": True,
+                                "items": {"type": "string", "enum": templates}, **kept}  # fmt: skip
+            if not required:
+                properties[name]["default"] = []
 
 
 def form_description(docstring: str) -> str:

@@ -129,7 +129,8 @@ def upload_designs(
         user_id: The seller's id (letters, digits and . _ - @, at most 128): designs are
             kept and compared per seller.
         batch_max_mb: Most megabytes per batch (default: DESIGNFLOW_BATCH_MAX_MB).
-        batch_max_images: Most files per batch (default: DESIGNFLOW_BATCH_MAX_IMAGES).
+        batch_max_images: Most files per batch; empty or 0: 20, or up to 1,000 small files
+            (DESIGNFLOW_BATCH_MAX_IMAGES when set).
         allow_near_duplicates: Store designs that resemble an existing one anyway, marked as
             near duplicates of it, instead of reporting them as duplicates.
         replace_with_better: A near duplicate with more pixels than the stored design is
@@ -145,7 +146,7 @@ def upload_designs(
     """
     logger = get_run_logger()
     check_user_id(user_id)
-    settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images)
+    settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images or None)
     run_id = str(flow_run.id) if flow_run.id else None
     started, started_at = time.perf_counter(), datetime.now(UTC)
     prepare_catalog()

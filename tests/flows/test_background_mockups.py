@@ -327,6 +327,25 @@ def test_run_form_has_titles_descriptions_and_whole_descriptions(background) -> 
                 user_id = properties["user_id"]
                 rule = next((o for o in user_id.get("anyOf", []) if "pattern" in o), user_id)
                 assert rule["pattern"] and rule["maxLength"] == 128
+            # Plain numbers with their real defaults (no "None" switch), templates as choices.
+            if "batch_max_mb" in properties:
+                assert properties["batch_max_mb"]["type"] == "number"
+                assert properties["batch_max_mb"]["default"] == 200
+                assert properties["batch_max_images"]["type"] == "integer"
+                assert "anyOf" not in properties["batch_max_images"]
+            for name in ("mockup_templates", "template_ids"):
+                if name in properties:
+                    assert {"poster", "tshirt"} <= set(properties[name]["items"]["enum"])
+        # The deployment takes what the form sends: a run with the form's defaults.
+        upload = http.get("/deployments/name/upload-designs/upload-designs").json()
+        form = {name: schema["default"] for name, schema in
+                upload["parameter_openapi_schema"]["properties"].items() if "default" in schema}  # fmt: skip
+        made = http.post(f"/deployments/{upload['id']}/create_flow_run",
+                         json={"parameters": {**form, "paths": ["/nowhere"], "user_id": "form"},
+                               "state": {"type": "SCHEDULED"}})  # fmt: skip
+        assert made.status_code == 201, made.text
+        http.post(f"/flow_runs/{made.json()['id']}/set_state",
+                  json={"state": {"type": "CANCELLED"}, "force": True})  # fmt: skip
 
 
 def test_worker_stops_on_sigterm_five_times_in_a_row(background) -> None:
