@@ -257,6 +257,8 @@ def trigger_benchmark(triggers: int) -> None:
             worker.wait(30)
         server.terminate()
         server.wait(30)
+        subprocess.run([sys.executable, "-m", "designflow.cli", "db", "stop"], env=env,
+                       capture_output=True, timeout=120)  # fmt: skip
 
 
 def _enqueue_in_upload_runs(work: Path, uploads: int) -> list[float]:
