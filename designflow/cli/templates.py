@@ -84,7 +84,8 @@ def add(
 @templates.command("import")
 def import_psd(
     psd: Path = typer.Argument(..., help="Photoshop mockup (.psd) with a smart object layer"),
-    layer: str | None = typer.Option(None, "--layer", help="the smart object layer's name (when there are several)"),
+    layer: list[str] = typer.Option([], "--layer", help="a smart object layer's name (when there are several); repeat it for several print areas"),
+    all_layers: bool = typer.Option(False, "--all-layers", help="every smart object layer is a print area"),
     name: str | None = typer.Option(None, "--name", help="template name (default: the file's name)"),
     size: str | None = typer.Option(None, "--size", help="resize the template to WIDTHxHEIGHT"),
     preview_to: str | None = typer.Option(None, "--preview", help="also render a checkerboard through it to this JPEG"),
@@ -95,7 +96,7 @@ def import_psd(
 
     template_name = name or "".join(c if c.isalnum() or c in "-_." else "-" for c in psd.stem)
     try:
-        draft = template_from_psd(template_name, psd, layer, _size(size))
+        draft = template_from_psd(template_name, psd, layer or None, _size(size), all_layers)
         return _save(draft, preview_to)
     except TemplateError as exc:
         return fail(str(exc), 1)
@@ -116,7 +117,12 @@ def list_templates() -> int:
         try:
             manifest = resources.template_manifest(template_id)
             w, h = manifest["output_size"]
-            area = " ".join(f"{x:g},{y:g}" for x, y in manifest["print_area"])
+            areas = manifest.get("print_areas") or [{"print_area": manifest["print_area"]}]
+            area = " ".join(f"{x:g},{y:g}" for x, y in areas[0]["print_area"])
+            if len(areas) > 1:
+                area += (
+                    f" (+{len(areas) - 1} more: {', '.join(str(a.get('name')) for a in areas[1:])})"
+                )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             out(f"{template_id:16} BROKEN: {exc}")
             continue
@@ -145,7 +151,9 @@ def show(
     out(f"{name}: {template.name}")
     out(f"  source        {source_of(manifest)} {manifest.get('source', {}) or ''}")
     out(f"  size          {w}x{h}")
-    out("  print area    " + ", ".join(f"({x:g}, {y:g})" for x, y in template.print_area.tolist()))
+    for area_name, quad in template.areas:
+        label = "print area" if len(template.areas) == 1 else area_name[:12]
+        out(f"  {label:13} " + ", ".join(f"({x:g}, {y:g})" for x, y in quad.tolist()))
     out(f"  maps          shading {'yes' if template.shading is not None else 'no'}, "
         f"displacement {'yes' if template.displacement is not None else 'no'} "
         f"(strength {template.displacement_strength:g})")  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,10 @@ class TemplateDraft:
     displacement: np.ndarray | None  # grey uint8, 128 = no shift
     displacement_strength: float
     source: dict = field(default_factory=dict)
+    # Several print areas (a PSD's front and back smart objects): the first one's name, and
+    # the others as (name, quad).
+    area_name: str = "main"
+    more_areas: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     def files(self) -> dict[str, bytes]:
         """The template folder's files, by name."""
@@ -55,6 +59,11 @@ class TemplateDraft:
             "base": "base.jpg",
             "source": self.source,
         }
+        if self.more_areas:
+            manifest["print_areas"] = [
+                {"name": name, "print_area": [[round(float(x), 2), round(float(y), 2)] for x, y in quad]}
+                for name, quad in [(self.area_name, self.print_area), *self.more_areas]
+            ]  # fmt: skip
         out = {"base.jpg": _encode(".jpg", self.base, [cv2.IMWRITE_JPEG_QUALITY, 95])}
         if self.shading is not None:
             manifest["shading"] = "shading.png"
@@ -77,6 +86,8 @@ class TemplateDraft:
             id=self.name, name=self.name, folder=folder, output_size=(w, h),
             print_area=self.print_area.astype(np.float32), base=self.base, shading=shading,
             displacement=displacement, displacement_strength=self.displacement_strength,
+            area_name=self.area_name,
+            more_areas=tuple((n, q.astype(np.float32)) for n, q in self.more_areas),
         )  # fmt: skip
 
 
@@ -296,22 +307,34 @@ def check_psd_header(path: Path) -> None:
 
 
 def template_from_psd(
-    name: str, path: str | Path, layer_name: str | None = None, size: tuple[int, int] | None = None
+    name: str,
+    path: str | Path,
+    layer_name: str | Sequence[str] | None = None,
+    size: tuple[int, int] | None = None,
+    all_layers: bool = False,
 ) -> TemplateDraft:
+    """A template from a Photoshop mockup: the design goes where its smart object is (one
+    named layer, several named layers or all smart objects: one print area each)."""
     path = Path(path)
     psd, layers = _open_psd(path)
-    target = _smart_object(path, layers, layer_name)
-    quad, placement = smart_object_placement(target)
-    if quad is None:
-        raise TemplateError(f"{path}: smart object {target.name!r} has no placement (transform)")
+    targets = _targets(path, layers, layer_name, all_layers)
     w, h = psd.width, psd.height
-    check_print_area(quad, (w, h), f"{path} (smart object {target.name!r})")
-    index = layers.index(target)
-    below = {id(layer) for layer in layers[:index]}
+    placed = []
+    for target in targets:
+        quad, placement = smart_object_placement(target)
+        if quad is None:
+            raise TemplateError(
+                f"{path}: smart object {target.name!r} has no placement (transform)"
+            )
+        check_print_area(quad, (w, h), f"{path} (smart object {target.name!r})")
+        placed.append((target, quad, placement))
+    lowest = min(layers.index(t) for t in targets)
+    chosen = {id(t) for t in targets}
+    below = {id(layer) for layer in layers[:lowest]}
     above = [
         layer
-        for layer in layers[index + 1 :]
-        if _blend(layer) in SHADING_BLENDS and layer.is_visible()
+        for layer in layers[lowest + 1 :]
+        if id(layer) not in chosen and _blend(layer) in SHADING_BLENDS and layer.is_visible()
     ]
     base = _composite(psd, lambda layer: id(layer) in below, (w, h), background=(255, 255, 255))
     shading = None
@@ -325,21 +348,60 @@ def template_from_psd(
         base = cv2.resize(base, size, interpolation=cv2.INTER_AREA)
         if shading is not None:
             shading = cv2.resize(shading, size, interpolation=cv2.INTER_AREA)
-        quad = quad * np.array([size[0] / w, size[1] / h], np.float32)
+        factor = np.array([size[0] / w, size[1] / h], np.float32)
+        placed = [(t, q * factor, p) for t, q, p in placed]
     _check_size(base, str(path))
-    derived_shading, displacement, strength = maps_from_luminance(base, quad)
+    derived_shading, displacement, strength = _maps_for_areas(base, [q for _, q, _ in placed])
+    target, quad, placement = placed[0]
     source = {"kind": "psd", "psd": path.name, "layer": target.name, **placement,
               "shading_from": "layers above" if shading is not None else "base luminance"}  # fmt: skip
-    try:
-        warp = target.smart_object.warp
-    except ValueError:  # no smart object settings block: no warp either
-        warp = None
-    if warp is not None:
+    if len(placed) > 1:
+        source["layers"] = [t.name for t, _, _ in placed]
+    if any(_warp(t) is not None for t in targets):
         source["warp"] = "present, not applied (the displacement comes from the base's luminance)"
     return TemplateDraft(
         name, base, quad, shading if shading is not None else derived_shading, displacement,
-        strength, source,
+        strength, source, area_name=target.name,
+        more_areas=[(t.name, q) for t, q, _ in placed[1:]],
     )  # fmt: skip
+
+
+def _targets(path: Path, layers: list, layer_name, all_layers: bool) -> list:
+    if all_layers:
+        smart = [layer for layer in layers if layer.kind == "smartobject"]
+        if not smart:
+            raise TemplateError(f"{path}: no smart object layer (the layer where the design goes)")
+        return smart
+    names = [layer_name] if isinstance(layer_name, str) or layer_name is None else list(layer_name)
+    if len(names) <= 1:
+        return [_smart_object(path, layers, names[0] if names else None)]
+    if len(set(names)) != len(names):
+        raise TemplateError(f"{path}: a smart object layer is named twice with --layer")
+    return [_smart_object(path, layers, n) for n in names]
+
+
+def _warp(layer):
+    try:
+        return layer.smart_object.warp
+    except ValueError:  # no smart object settings block: no warp either
+        return None
+
+
+def _maps_for_areas(
+    base: np.ndarray, quads: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Shading and displacement from the base's luminance inside each print area (each
+    map is neutral outside its own area: 255 and 128)."""
+    shading, displacement, strength = maps_from_luminance(base, quads[0])
+    for quad in quads[1:]:
+        more_shading, more_displacement, more_strength = maps_from_luminance(base, quad)
+        shading = np.minimum(shading, more_shading)
+        further = np.abs(more_displacement.astype(np.int16) - 128) > np.abs(
+            displacement.astype(np.int16) - 128
+        )
+        displacement = np.where(further, more_displacement, displacement)
+        strength = max(strength, more_strength)
+    return shading, displacement, strength
 
 
 def smart_object_placement(layer) -> tuple[np.ndarray | None, dict[str, object]]:

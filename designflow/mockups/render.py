@@ -7,6 +7,10 @@ A template is a folder with `template.json` and its images:
      "base": "base.jpg", "shading": "shading.png", "displacement": "displacement.png",
      "displacement_strength": 8}
 
+Several print areas (a front and a back, a pocket) replace `print_area` with
+`"print_areas": [{"name": "front", "print_area": [...]}, {"name": "back", ...}]`: the design
+is printed into each.
+
 `shading` (grey, 255 = no change) multiplies the design so the fabric shows through;
 `displacement` (grey, 128 = no shift) bends it along folds. Both are optional.
 
@@ -43,13 +47,26 @@ class Template:
     shading: np.ndarray | None = field(default=None, repr=False)  # BGR uint8 (grey x3), 255 = none
     displacement: np.ndarray | None = field(default=None, repr=False)  # float32 -1..1
     displacement_strength: float = 0.0
+    # The first print area's name, and any further ones (a back, a pocket): the design is
+    # printed into each.
+    area_name: str = "main"
+    more_areas: tuple[tuple[str, np.ndarray], ...] = field(default=(), repr=False)
     _maps: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def areas(self) -> list[tuple[str, np.ndarray]]:
+        """Every print area as (name, quad), the first one first."""
+        return [(self.area_name, self.print_area), *self.more_areas]
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
         """Bounding box (x0, y0, x1, y1) of the print area: the only part a render touches."""
-        x0, y0 = np.floor(self.print_area.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(self.print_area.max(axis=0)).astype(int)
+        return self.roi_of(self.print_area)
+
+    def roi_of(self, quad: np.ndarray) -> tuple[int, int, int, int]:
+        """Bounding box (x0, y0, x1, y1) of a print area, clipped to the image."""
+        x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
         # A print area that bleeds past the edges is drawn only where the image is.
         return (
             max(int(x0), 0),
@@ -58,29 +75,34 @@ class Template:
             min(int(y1), self.output_size[1]),
         )
 
-    def remap_maps(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Fold displacement as cv2.remap maps over the print area, computed once."""
+    def remap_maps(self, index: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold displacement as cv2.remap maps over a print area, computed once."""
         if self.displacement is None or not self.displacement_strength:
             return None
-        if "remap" not in self._maps:
-            x0, y0, x1, y1 = self.roi
+        key = f"remap-{index}"
+        if key not in self._maps:
+            x0, y0, x1, y1 = self.roi_of(self.areas[index][1])
             shift = self.displacement[y0:y1, x0:x1] * self.displacement_strength
             grid_x, grid_y = np.meshgrid(
                 np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32)
             )
             # Folds move the print vertically more than sideways, as fabric does.
-            self._maps["remap"] = cv2.convertMaps(
-                grid_x + 0.35 * shift, grid_y + shift, cv2.CV_16SC2
-            )
-        return self._maps["remap"]
+            self._maps[key] = cv2.convertMaps(grid_x + 0.35 * shift, grid_y + shift, cv2.CV_16SC2)
+        return self._maps[key]
 
     @property
     def print_size(self) -> tuple[int, int]:
-        """Width and height of the print area (its longest top/bottom and side edges)."""
-        tl, tr, br, bl = self.print_area
-        width = max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))
-        height = max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))
-        return max(1, int(round(width))), max(1, int(round(height)))
+        """Width and height of the largest print area (its longest top/bottom and side
+        edges): how large a design this template needs."""
+        return max((quad_size(q) for _, q in self.areas), key=lambda wh: max(wh))
+
+
+def quad_size(quad: np.ndarray) -> tuple[int, int]:
+    """Width and height of a print area (its longest top/bottom and side edges)."""
+    tl, tr, br, bl = quad
+    width = max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))
+    height = max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))
+    return max(1, int(round(width))), max(1, int(round(height)))
 
 
 def _read_manifest(manifest_path: Path) -> dict:
@@ -117,15 +139,12 @@ def load_template(folder: str | Path) -> Template:
         return manifest[key]
 
     width, height = _output_size(need("output_size"), manifest_path)
-    points = need("print_area")
-    if (
-        not isinstance(points, list)
-        or len(points) != 4
-        or any(not isinstance(p, list | tuple) or len(p) != 2 for p in points)
-    ):
-        raise TemplateError(f"{manifest_path}: print_area must be 4 points [x, y] (tl, tr, br, bl)")
-    quad = np.array(points, dtype=np.float32)
-    check_print_area(quad, (width, height), str(manifest_path))
+    areas = (
+        _print_areas(manifest["print_areas"], (width, height), manifest_path)
+        if "print_areas" in manifest
+        else [("main", _quad(need("print_area"), (width, height), str(manifest_path)))]
+    )
+    (area_name, quad), *more_areas = areas
 
     base = _read_image(folder, need("base"), cv2.IMREAD_COLOR, (width, height), manifest_path)
     shading = displacement = None
@@ -149,7 +168,36 @@ def load_template(folder: str | Path) -> Template:
         shading=shading,
         displacement=displacement,
         displacement_strength=float(manifest.get("displacement_strength", 0.0)),
+        area_name=area_name,
+        more_areas=tuple(more_areas),
     )
+
+
+def _quad(points, size: tuple[int, int], where: str) -> np.ndarray:
+    if (
+        not isinstance(points, list)
+        or len(points) != 4
+        or any(not isinstance(p, list | tuple) or len(p) != 2 for p in points)
+    ):
+        raise TemplateError(f"{where}: print_area must be 4 points [x, y] (tl, tr, br, bl)")
+    quad = np.array(points, dtype=np.float32)
+    check_print_area(quad, size, where)
+    return quad
+
+
+def _print_areas(value, size: tuple[int, int], manifest_path: Path) -> list[tuple[str, np.ndarray]]:
+    """`print_areas`: a list of {"name", "print_area"}, names unique."""
+    if not isinstance(value, list) or not value:
+        raise TemplateError(f"{manifest_path}: print_areas must be a non-empty list")
+    areas: list[tuple[str, np.ndarray]] = []
+    for i, entry in enumerate(value, start=1):
+        if not isinstance(entry, dict) or "print_area" not in entry:
+            raise TemplateError(f"{manifest_path}: print_areas[{i}] needs a print_area")
+        name = str(entry.get("name") or f"area {i}")
+        if name in {n for n, _ in areas}:
+            raise TemplateError(f"{manifest_path}: two print areas named {name!r}")
+        areas.append((name, _quad(entry["print_area"], size, f"{manifest_path} ({name})")))
+    return areas
 
 
 def check_print_area(
@@ -236,7 +284,17 @@ def render_mockup(design: PreparedDesign, template: Template, jpeg_quality: int 
 
 
 def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarray:
-    area_w, area_h = template.print_size
+    """The template's photo with the design printed into each of its print areas."""
+    out = template.base.copy()
+    for index, (_, quad) in enumerate(template.areas):
+        _print_into(out, design, template, quad, index)
+    return out
+
+
+def _print_into(
+    out: np.ndarray, design: PreparedDesign, template: Template, quad: np.ndarray, index: int
+) -> None:
+    area_w, area_h = quad_size(quad)
     src = design.premultiplied
     src_h, src_w = src.shape[:2]
     # Fit the design inside the print area, centred, keeping its proportions ...
@@ -254,12 +312,12 @@ def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarra
 
     # ... then one perspective warp, design pixels straight into the bounding box of the
     # print area (not the whole photo).
-    bx0, by0, bx1, by1 = template.roi
+    bx0, by0, bx1, by1 = template.roi_of(quad)
     roi_w, roi_h = bx1 - bx0, by1 - by0
+    if roi_w <= 0 or roi_h <= 0:
+        return
     rect = np.array([[0, 0], [area_w, 0], [area_w, area_h], [0, area_h]], np.float32)
-    area_to_roi = cv2.getPerspectiveTransform(
-        rect, template.print_area - np.array([bx0, by0], np.float32)
-    )
+    area_to_roi = cv2.getPerspectiveTransform(rect, quad - np.array([bx0, by0], np.float32))
     corners = cv2.perspectiveTransform(placed[None], area_to_roi)[0]
     source = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
     homography = cv2.getPerspectiveTransform(source, corners)
@@ -271,7 +329,7 @@ def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarra
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    maps = template.remap_maps()
+    maps = template.remap_maps(index)
     if maps is not None:
         warped = cv2.remap(warped, maps[0], maps[1], cv2.INTER_LINEAR, borderValue=0)
 
@@ -281,11 +339,9 @@ def render_mockup_array(design: PreparedDesign, template: Template) -> np.ndarra
     alpha = cv2.cvtColor(warped[..., 3], cv2.COLOR_GRAY2BGR)
     if template.shading is not None:
         color = cv2.multiply(color, template.shading[by0:by1, bx0:bx1], scale=1 / 255)
-    base = template.base[by0:by1, bx0:bx1]
+    base = out[by0:by1, bx0:bx1]
     behind = cv2.multiply(base, cv2.bitwise_not(alpha), scale=1 / 255)
-    out = template.base.copy()
     out[by0:by1, bx0:bx1] = cv2.add(color, behind)
-    return out
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

@@ -51,7 +51,7 @@ def painted_mask(
 def write_mockup_psd(
     path: Path,
     size: tuple[int, int],
-    quad: np.ndarray,
+    quad: np.ndarray | list[np.ndarray],
     smart_objects: tuple[str, ...] = ("Your design",),
     shading_layer: bool = True,
     photo: np.ndarray | None = None,
@@ -74,11 +74,19 @@ def write_mockup_psd(
         photo = product_photo(size, np.array([[w * 0.15, h * 0.08], [w * 0.85, h * 0.08], [w * 0.9, h * 0.97], [w * 0.1, h * 0.97]]))  # fmt: skip
     psd = PSDImage.new("RGB", size)
     psd.append(PixelLayer.frompil(Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)), psd, "Background photo"))  # fmt: skip
-    x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, None)
-    x1, y1 = np.minimum(np.ceil(quad.max(axis=0)).astype(int), (w, h))
-    if x1 <= x0 or y1 <= y0:  # placed wholly off the canvas: a token pixel layer
-        x0, y0, x1, y1 = 0, 0, 16, 16
+    # One quad for every smart object, or a list of them: one each (several print areas).
+    quads = list(quad) if isinstance(quad, list | tuple) else [quad] * max(len(smart_objects), 1)
+
+    def box(quad: np.ndarray) -> tuple[int, int, int, int]:
+        x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, None)
+        x1, y1 = np.minimum(np.ceil(quad.max(axis=0)).astype(int), (w, h))
+        if x1 <= x0 or y1 <= y0:  # placed wholly off the canvas: a token pixel layer
+            return 0, 0, 16, 16
+        return int(x0), int(y0), int(x1), int(y1)
+
     for index, name in enumerate(smart_objects):
+        quad = np.asarray(quads[index], np.float32)
+        x0, y0, x1, y1 = box(quad)
         placeholder = Image.new("RGBA", (int(x1 - x0), int(y1 - y0)), (230, 230, 230, 255))
         layer = PixelLayer.frompil(placeholder, psd, name, top=int(y0), left=int(x0))
         psd.append(layer)
@@ -91,6 +99,7 @@ def write_mockup_psd(
             warp=DescriptorBlock2(),
         )  # fmt: skip
     if shading_layer:
+        x0, y0, x1, y1 = box(np.asarray(quads[0], np.float32))
         shadow = np.full((h, w, 3), 255, np.uint8)
         cv2.rectangle(
             shadow, (int(x0), int((y0 + y1) / 2)), (int(x1), int(y1)), (150, 150, 150), -1

@@ -161,6 +161,67 @@ def test_psd_with_several_smart_objects_needs_a_layer_name(tmp_path: Path) -> No
         template_from_psd("two", psd, "Side")
 
 
+def _red_pixels(out: np.ndarray, base: np.ndarray) -> np.ndarray:
+    b, g, r = (out.astype(int)[..., i] for i in range(3))
+    return (r > 120) & (g < 90) & (b < 90) & (np.abs(out.astype(int) - base).max(axis=2) > 40)
+
+
+def test_a_psd_with_a_front_and_a_back_makes_one_template_printing_both(tmp_path: Path) -> None:
+    """`templates import --layer Front --layer Back` (or --all-layers): one template with two
+    named print areas, each placed exactly where its smart object is; the design is printed
+    into both, and nowhere else. Written and read back as `print_areas`."""
+    front = np.array([[60.0, 120.0], [360.0, 130.0], [350.0, 560.0], [70.0, 550.0]])
+    back = np.array([[440.0, 140.0], [740.0, 120.0], [730.0, 540.0], [450.0, 560.0]])
+    psd = tmp_path / "front-back.psd"
+    write_mockup_psd(psd, (800, 700), [front, back], smart_objects=("Front", "Back"),
+                     placement="SoLd", shading_layer=False)  # fmt: skip
+    draft = template_from_psd("shirt2", psd, ["Front", "Back"])
+    assert draft.area_name == "Front" and [n for n, _ in draft.more_areas] == ["Back"]
+    assert np.abs(draft.print_area - front).max() < 0.5
+    assert np.abs(draft.more_areas[0][1] - back).max() < 0.5
+    assert [n for n, _ in template_from_psd("all", psd, all_layers=True).template().areas] == [
+        "Front",
+        "Back",
+    ]
+    folder = tmp_path / "templates" / "shirt2"
+    folder.mkdir(parents=True)
+    for file_name, data in draft.files().items():
+        (folder / file_name).write_bytes(data)
+    template = load_template(folder)
+    assert [n for n, _ in template.areas] == ["Front", "Back"]
+    out = render_mockup_array(_red_design(), template)
+    red = _red_pixels(out, template.base)
+    for quad in (front, back):
+        cx, cy = quad.mean(axis=0).astype(int)
+        assert red[cy, cx], quad  # printed in this area
+    outside = np.zeros(red.shape, np.uint8)
+    for quad in (front, back):
+        cv2.fillConvexPoly(outside, quad.round().astype(np.int32), 1)
+    grown = cv2.dilate(outside, np.ones((5, 5), np.uint8))
+    assert not (red & (grown == 0)).any()  # nowhere else
+    with pytest.raises(TemplateError, match="named twice"):
+        template_from_psd("x", psd, ["Front", "Front"])
+
+
+def test_a_hand_written_template_may_list_several_print_areas(tmp_path: Path) -> None:
+    folder = tmp_path / "mug"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "base.jpg"), np.full((400, 600, 3), 200, np.uint8))
+    areas = [{"name": "left", "print_area": [[20, 40], [260, 40], [260, 360], [20, 360]]},
+             {"name": "right", "print_area": [[320, 40], [580, 40], [580, 360], [320, 360]]}]  # fmt: skip
+    manifest = {"name": "Mug", "output_size": [600, 400], "base": "base.jpg", "print_areas": areas}
+    (folder / "template.json").write_text(json.dumps(manifest))
+    template = load_template(folder)
+    out = render_mockup_array(_red_design(), template)
+    red = _red_pixels(out, template.base)
+    assert red[200, 140] and red[200, 450] and not red[200, 290]
+    assert max(template.print_size) == 320  # the largest area: how large the design is read
+    areas[1]["name"] = "left"
+    (folder / "template.json").write_text(json.dumps(manifest))
+    with pytest.raises(TemplateError, match="two print areas named 'left'"):
+        load_template(folder)
+
+
 def _patched(source: Path, dest: Path, offset: int, value: bytes) -> Path:
     data = bytearray(source.read_bytes())
     data[offset : offset + len(value)] = value
