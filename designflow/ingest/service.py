@@ -164,8 +164,16 @@ class BatchIngest:
     def all_near_queries(self) -> list[NearQuery]:
         """The near-duplicate queries of every fingerprint of the batch, asked together with
         the exact lookup in one catalog call (`looked_up` ignores the answers for files the
-        exact lookup settles): one task run per batch instead of two."""
-        return near_queries(self._fingerprints)
+        exact lookup settles): one task run per batch instead of two. A second file with the
+        same bytes in the batch asks nothing (it follows the first); files whose bytes the
+        seller already had were not decoded and ask nothing either."""
+        first = {}
+        for i, fp in enumerate(self._fingerprints):
+            first.setdefault(fp.sha256, i)
+        return [
+            q for q in near_queries(self._fingerprints)
+            if first[self._fingerprints[q.key].sha256] == q.key
+        ]  # fmt: skip
 
     def looked_up(
         self,

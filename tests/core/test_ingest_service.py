@@ -256,3 +256,14 @@ def test_one_lookup_for_exact_and_near_keeps_each_answer_to_its_file() -> None:
     assert fates(report) == {"old.png": "exact", "a.png": "near", "b.png": "stored", "copy.png": "in-batch"}  # fmt: skip
     by_file = {d.file: d.duplicate_of for d in report.duplicates}
     assert by_file["/in/old.png"] == 7 and by_file["/in/a.png"] == 42
+
+
+def test_a_second_file_with_the_same_bytes_asks_no_near_query() -> None:
+    """The batch's near queries: one set per content; the copy follows the first file."""
+    service = ingest()
+    new = fp("new.png", phash=0x3C3C3C3C3C3C3C3C)
+    copy = fp("copy.png", "new.png", phash=0x3C3C3C3C3C3C3C3C)
+    other = fp("other.png", phash=0x5A5A5A5A5A5A5A5A)
+    service.fingerprinted([new, copy, other])
+    asked = {q.key for q in service.all_near_queries()}
+    assert asked == {0, 2}
