@@ -176,9 +176,26 @@ def use_local_server() -> str:
     if not (settings.home / "prefect-server" / "state.json").exists():
         err.print("designflow: starting the local Prefect server (it stays for the next "
                   "commands; `designflow stop` stops it)")  # fmt: skip
+        _warm_embedded_catalog(settings)
     url, _ = ensure_local_server(settings)
     os.environ["PREFECT_API_URL"] = url
     return url
+
+
+def _warm_embedded_catalog(settings) -> None:
+    """While the Prefect server starts (~18 s on a first run), the embedded PostgreSQL starts
+    beside it (~5 s a first time) instead of after it, in the run's first task."""
+    if settings.database_url or settings.catalog_block:
+        return
+    import threading
+
+    from designflow.catalog.embedded import embedded_database_url
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # the run's own start says what is wrong
+            embedded_database_url(settings.home)
+
+    threading.Thread(target=start, name="designflow-warm-catalog", daemon=True).start()
 
 
 @contextlib.contextmanager
