@@ -119,7 +119,14 @@ def known_templates(settings: Settings) -> list[str]:
     from designflow.orchestration.resources import current
 
     try:
-        return current(settings).template_names()
+        resources = current(settings)
+        choices = []
+        for name in resources.template_names():
+            choices.append(name)
+            areas = resources.template_manifest(name).get("print_areas") or []
+            if len(areas) > 1:  # one area of it: `tee:front`
+                choices += [f"{name}:{a.get('name')}" for a in areas if a.get("name")]
+        return choices
     except Exception:  # noqa: BLE001 - a form without a list is still a form
         return []
 

@@ -37,7 +37,11 @@ class RenderedMockup:
 
 
 def get_template(template_id: str) -> Template:
-    return resources.current().template(template_id)
+    """A template by its id; `tee:front` (or `tee:front+back`) prints into the named print
+    areas of a template that has several."""
+    name, _, areas = template_id.partition(":")
+    template = resources.current().template(name)
+    return template.only(areas.split("+")) if areas else template
 
 
 @task(name="render-mockups", task_run_name="render mockups of design {design_id}", **io_retry())
@@ -52,15 +56,15 @@ def render_design_mockups(design_id: int, template_ids: list[str]) -> list[Rende
     prepared = PreparedDesign.from_bytes(data, max_side=max(max(t.print_size) for t in templates))
     out_dir = Path(tempfile.mkdtemp(prefix=f"designflow-mockups-{design_id}-"))
     rendered = []
-    for template in templates:
+    for index, (template_id, template) in enumerate(zip(template_ids, templates, strict=True)):
         jpeg = render_mockup(prepared, template)
-        path = out_dir / f"{template.id}.jpg"
+        path = out_dir / f"{index}-{template.id}.jpg"
         path.write_bytes(jpeg)
         width, height = template.output_size
         rendered.append(
             RenderedMockup(
                 design_id,
-                template.id,
+                template_id,
                 str(path),
                 hashlib.sha256(jpeg).hexdigest(),
                 len(jpeg),

@@ -21,7 +21,7 @@ costs a small resize, a perspective warp of the print area, a remap, a multiply 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -52,6 +52,19 @@ class Template:
     area_name: str = "main"
     more_areas: tuple[tuple[str, np.ndarray], ...] = field(default=(), repr=False)
     _maps: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def only(self, names: list[str]) -> Template:
+        """The same template printing into the named areas only (`tee:front` in a mockup
+        request), in the order named."""
+        by_name = dict(self.areas)
+        unknown = [n for n in names if n not in by_name]
+        if unknown or not names:
+            raise TemplateError(
+                f"template {self.id!r} has no print area {', '.join(map(repr, unknown or ['']))}"
+                f" (its areas: {', '.join(by_name)})"
+            )
+        (first, quad), *rest = [(n, by_name[n]) for n in names]
+        return replace(self, print_area=quad, area_name=first, more_areas=tuple(rest), _maps={})
 
     @property
     def areas(self) -> list[tuple[str, np.ndarray]]:

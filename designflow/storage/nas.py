@@ -92,7 +92,8 @@ def design_path(user_id: str, sha256: str, extension: str) -> str:
 def mockup_path(user_id: str, design_sha256: str, template_id: str, mockup_sha256: str) -> str:
     """A design's mockup from one template, beside the design: one file per content."""
     folder = design_path(user_id, design_sha256, "png").removesuffix(".png")
-    return f"{folder}.mockups/{template_id}-{mockup_sha256[:16]}.jpg"
+    # `tee:front` (a print area of a template): no colon in a file name (SMB shares refuse it)
+    return f"{folder}.mockups/{template_id.replace(':', '@')}-{mockup_sha256[:16]}.jpg"
 
 
 def user_folder(user_id: str) -> str:

@@ -216,6 +216,9 @@ def test_a_hand_written_template_may_list_several_print_areas(tmp_path: Path) ->
     red = _red_pixels(out, template.base)
     assert red[200, 140] and red[200, 450] and not red[200, 290]
     assert max(template.print_size) == 320  # the largest area: how large the design is read
+    assert [n for n, _ in template.only(["right"]).areas] == ["right"]
+    with pytest.raises(TemplateError, match=r"no print area 'back' \(its areas: left, right\)"):
+        template.only(["back"])
     areas[1]["name"] = "left"
     (folder / "template.json").write_text(json.dumps(manifest))
     with pytest.raises(TemplateError, match="two print areas named 'left'"):

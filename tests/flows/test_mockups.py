@@ -139,3 +139,33 @@ def test_templates_kept_on_the_sftp_nas(
         )
     finally:
         server.stop()
+
+
+def test_a_design_goes_into_every_print_area_or_the_one_named(
+    designflow_env: DesignflowEnv, tmp_path: Path, monkeypatch
+) -> None:
+    """A template with two print areas: `duo` prints the design into both, `duo:right` into
+    the right one only (the left stays the blank product); each is its own mockup, stored
+    without a colon in its file name."""
+    import json
+
+    import numpy as np
+
+    templates = tmp_path / "templates"
+    (templates / "duo").mkdir(parents=True)
+    cv2.imwrite(str(templates / "duo" / "base.jpg"), np.full((400, 600, 3), 200, np.uint8))
+    manifest = {"name": "Two areas", "output_size": [600, 400], "base": "base.jpg",
+                "print_areas": [{"name": "left", "print_area": [[20, 40], [260, 40], [260, 360], [20, 360]]},
+                                {"name": "right", "print_area": [[320, 40], [580, 40], [580, 360], [320, 360]]}]}  # fmt: skip
+    (templates / "duo" / "template.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("DESIGNFLOW_TEMPLATES", str(templates))
+    path = images.write_png(designflow_env.inputs / "duo.png", seed=760, size=(300, 400))
+    report = upload_designs(paths=[str(path)], user_id="duo",
+                            mockup_templates=["duo", "duo:right"], async_mockups=False)  # fmt: skip
+    assert report["mockup_error"] is None
+    made = {m["template_id"]: designflow_env.nas_root / m["nas_path"] for m in report["mockups"]}
+    assert set(made) == {"duo", "duo:right"} and ":" not in made["duo:right"].name
+    both, right = (cv2.imread(str(made[t])).astype(int) for t in ("duo", "duo:right"))
+    changed = lambda image, x: np.abs(image[100:300, x - 40 : x + 40] - 200).max() > 40  # noqa: E731
+    assert changed(both, 140) and changed(both, 450)
+    assert not changed(right, 140) and changed(right, 450)
