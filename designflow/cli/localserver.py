@@ -49,12 +49,20 @@ def server_home(settings: Settings) -> Path:
     return settings.home / "prefect-server"
 
 
-def running_server(settings: Settings) -> str | None:
-    """The API URL of this home's local server if it is up and answering, else None."""
+def running_server(settings: Settings, patience_s: float = 20.0) -> str | None:
+    """The API URL of this home's local server if it is up and answering, else None. While
+    its keeper lives, a slow answer is waited for (a server busy with a crashed run's states
+    took more than the 2 s of one health check): a second server is never started beside it."""
     state = _read_state(server_home(settings))
-    if state is None or not psutil.pid_exists(int(state["keeper"])):
+    if state is None or not _alive(int(state["keeper"])):
         return None
-    return state["url"] if _healthy(state["url"]) else None
+    deadline = time.monotonic() + patience_s
+    while True:
+        if _healthy(state["url"]):
+            return state["url"]
+        if time.monotonic() > deadline or not _alive(int(state["keeper"])):
+            return None
+        time.sleep(0.5)
 
 
 def ensure_local_server(settings: Settings, timeout_s: float = 180.0) -> tuple[str, bool]:

@@ -104,6 +104,8 @@ def _attempts(folder: Path, env: dict[str, str]) -> None:
         stored_so_far |= names
         assert "Crashed('Execution was aborted by an interrupt signal.')" in log, log[-4000:]
         assert "Traceback" not in log, log[-3000:]
+        if temporary:  # no PREFECT_API_URL and the temporary server asked for
+            assert "temporary server" in log
         _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], [p.pid for p in alive]  # a temporary server went with it
         # The local server is not the command's child: it outlives the Ctrl-C.
@@ -122,3 +124,6 @@ def _attempts(folder: Path, env: dict[str, str]) -> None:
     stored = {Path(s["file"]).name for s in report["stored"]}
     assert exact == stored_so_far and not stored & exact
     assert len(exact | stored) == FILES
+    # The runs' results are kept under DESIGNFLOW_HOME (for `designflow status` and the UI).
+    results = Settings.from_env(env).home / "results"
+    assert [p for p in results.iterdir() if p.is_file()]
