@@ -36,10 +36,16 @@ def embedded_database_url(
         return server.get_uri(database)
 
 
+def _start_lock(home: Path):
+    return exclusive_file_lock(home / "postgres.lock")
+
+
 @contextmanager
-def _start_lock(home: Path) -> Iterator[None]:
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "postgres.lock", "a+") as handle:
+def exclusive_file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing) for the block: one process or thread
+    at a time starts a server under a home; a crashed holder releases it with its file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

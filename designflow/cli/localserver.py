@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -28,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -148,15 +146,10 @@ def _server_env(settings: Settings, home: Path) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _start_lock(home: Path) -> Iterator[None]:
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "start.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _start_lock(home: Path):
+    from designflow.catalog.embedded import exclusive_file_lock
+
+    return exclusive_file_lock(home / "start.lock")
 
 
 def _read_state(home: Path) -> dict | None:
