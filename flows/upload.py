@@ -30,6 +30,8 @@ from designflow.orchestration.resources import (
     check_source,
     current_settings,
     release_nas,
+    resume_sends,
+    settle_on_interrupt,
     staging_folder,
 )
 from designflow.orchestration.retry import io_retry_delays
@@ -106,6 +108,8 @@ class NothingToUpload(UploadIncomplete):
     validate_parameters=True,
     task_runner=ThreadPoolTaskRunner(max_workers=4),
     persist_result=True,
+    on_crashed=[settle_on_interrupt],
+    on_cancellation=[settle_on_interrupt],
 )
 def upload_designs(
     paths: list[str],
@@ -146,6 +150,7 @@ def upload_designs(
     """
     logger = get_run_logger()
     check_user_id(user_id)
+    resume_sends()
     settings = current_settings().with_batch_limits(batch_max_mb, batch_max_images or None)
     run_id = str(flow_run.id) if flow_run.id else None
     started, started_at = time.perf_counter(), datetime.now(UTC)
@@ -294,7 +299,10 @@ def put_on_nas(ingest: BatchIngest, uploads: list[NasUpload], label: str) -> Non
     get_run_logger().info("%s: uploading %d image(s) to NAS in parallel", label, len(uploads))
     upload = upload_batch_to_nas.with_options(retry_delay_seconds=io_retry_delays())
     state = upload(
-        [{"source": u.source, "dest": u.dest, "sha256": u.sha256} for u in uploads],
+        [
+            {"source": u.source, "dest": u.dest, "sha256": u.sha256, "user_id": ingest.user_id}
+            for u in uploads
+        ],
         return_state=True,
     )
     for upload, (error, reason) in zip(uploads, item_outcomes(state, len(uploads)), strict=True):

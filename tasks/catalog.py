@@ -12,6 +12,7 @@ from designflow.images.similarity import NearMatch, NearQuery
 from designflow.ingest.claims import wait_for_claimed
 from designflow.orchestration import resources
 from designflow.orchestration.retry import io_retry
+from designflow.storage.unrecorded import LEDGER
 
 
 @task(name="prepare-catalog", **io_retry())
@@ -42,7 +43,12 @@ def count_user_designs(user_id: str) -> int:
 def record_designs(designs: Sequence[NewDesign], batch_id: uuid.UUID | None = None) -> RecordResult:
     """One transaction per batch, ending the batch's claims; safe to retry (ON CONFLICT DO
     NOTHING)."""
-    return resources.catalog().record_designs(designs, claims_of=batch_id)
+    # An interrupt waits for the insert in flight (designflow.storage.unrecorded).
+    with LEDGER.recording():
+        result = resources.catalog().record_designs(designs, claims_of=batch_id)
+    if designs:
+        LEDGER.recorded_sha256s(designs[0].user_id, [d.sha256 for d in designs])
+    return result
 
 
 @task(name="claim-designs", **io_retry())

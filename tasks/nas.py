@@ -12,6 +12,7 @@ from designflow.errors import PartlyFailed
 from designflow.orchestration import resources
 from designflow.orchestration.retry import io_retry
 from designflow.storage.nas import PutResult
+from designflow.storage.unrecorded import LEDGER
 
 
 def _batch_run_name() -> str:
@@ -39,7 +40,13 @@ def upload_batch_to_nas(uploads: list[dict]) -> list[PutResult]:
 
     def one(upload: dict) -> PutResult | BaseException:
         try:
-            return nas.put_file(upload["source"], upload["dest"], upload["sha256"])
+            # The ledger knows the file is on the NAS until its row is recorded: an interrupt
+            # in between removes it instead of leaving it unrecorded.
+            with LEDGER.sending(upload["user_id"], upload["sha256"], upload["dest"]):
+                put = nas.put_file(upload["source"], upload["dest"], upload["sha256"])
+            if not put.written:
+                LEDGER.already_there(upload["dest"])
+            return put
         except Exception as exc:  # noqa: BLE001 - each file's outcome, raised below as a group
             return exc
 

@@ -108,10 +108,14 @@ def interrupted_upload(user: str, as_json: bool) -> int:
     the record every stored design has), how to finish, exit code 130."""
     run_id = started_runs[-1] if started_runs else None
     stored: list[dict[str, Any]] = []
+    removed: list[str] = []
     if run_id is not None:
         from designflow.orchestration import resources
 
         try:
+            # Files the run sent and did not record are removed first (the run's hook may
+            # have done it already: then there is nothing left to settle).
+            removed = resources.settle_interrupted_sends().removed
             stored = resources.catalog().stored_by_run(user, run_id)
         except Exception as exc:  # the catalog may be what the seller stopped waiting for
             err.print(f"(the designs stored so far could not be listed: {type(exc).__name__})")
@@ -121,7 +125,8 @@ def interrupted_upload(user: str, as_json: bool) -> int:
         "run the same command again to finish: files already stored are reported as exact copies"
     )
     if as_json:
-        print_json({"interrupted": True, "flow_run_id": run_id, "stored": stored, "next": advice})
+        print_json({"interrupted": True, "flow_run_id": run_id, "stored": stored,
+                    "unrecorded_removed": removed, "next": advice})  # fmt: skip
         return 130
     for row in stored:
         out(f"  stored     {row['file']} -> design {row['design_id']} at {row['nas_path']}")

@@ -7,16 +7,19 @@ process from the environment or from Prefect blocks.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
 from designflow import resources as core
 from designflow.catalog import Catalog
+from designflow.ingest.interrupts import Settled, settle_unrecorded
 from designflow.ingest.roots import SourceRoots
 from designflow.resources import BlockReaders, EtsyNotConfigured, EtsyShop, Resources
 from designflow.settings import Settings
 from designflow.storage.nas import Nas
+from designflow.storage.unrecorded import LEDGER
 
 
 def _catalog_url_from_block(block_name: str) -> str:
@@ -133,3 +136,37 @@ def check_source(name: str, user_id: str) -> str:
     """`name` if this run may read it, else SourceNotAllowed (the run's error says why)."""
     roots = source_roots(user_id)
     return roots.check(name) if roots is not None else name
+
+
+# What this process removed on interrupts so far (a flow hook may settle before the CLI asks).
+_removed_on_interrupt: list[str] = []
+
+
+def settle_interrupted_sends() -> Settled:
+    """The run is ending on an interrupt: the files it sent and did not record are removed
+    (designflow.ingest.interrupts), while this process still holds their claims. Returns
+    every file this process removed so."""
+    try:
+        settled = settle_unrecorded(catalog(), nas())
+        _removed_on_interrupt.extend(settled.removed)
+        return Settled(list(_removed_on_interrupt), settled.left)
+    except Exception as exc:  # noqa: BLE001 - the catalog may be why the run stopped
+        logging.getLogger(__name__).warning("files sent but not recorded were not settled: %s", exc)
+        return Settled()
+
+
+def settle_on_interrupt(_flow, _flow_run, state) -> None:
+    """Flow hook (on_crashed, on_cancellation): see settle_interrupted_sends."""
+    settled = settle_interrupted_sends()
+    if settled.removed or settled.left:
+        logging.getLogger(__name__).warning(
+            "interrupted: %d file(s) sent but not recorded were removed from the NAS%s",
+            len(settled.removed),
+            f"; {len(settled.left)} left for the next run to adopt" if settled.left else "",
+        )
+
+
+def resume_sends() -> None:
+    """A run starting in a process where an earlier one was interrupted (tests, the web
+    app's in-process runs) sends and records again."""
+    LEDGER.resume()

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from designflow.errors import PermanentError, TransientError
 from designflow.settings import Settings
+from designflow.storage.unrecorded import LEDGER
 
 CHUNK = 1024 * 1024
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
@@ -195,6 +196,7 @@ def copy_verified(src: BinaryIO, dst: BinaryIO, source_name: str, expected_sha25
     digest = hashlib.sha256()
     total = 0
     while chunk := src.read(CHUNK):
+        LEDGER.check(source_name)  # a stopping run's send ends here, not at the last byte
         digest.update(chunk)
         dst.write(chunk)
         total += len(chunk)

@@ -65,14 +65,19 @@ def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_each_time(
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                DESIGNFLOW_BATCH_MAX_IMAGES="2")  # fmt: skip
     try:
-        _attempts(folder, env)
+        _attempts(folder, env, designflow_env)
     finally:
         subprocess.run([sys.executable, "-m", "designflow", "stop"], env=env, timeout=120)
 
 
-def _attempts(folder: Path, env: dict[str, str]) -> None:
+def _attempts(folder: Path, env: dict[str, str], where: DesignflowEnv) -> None:
+    from designflow.catalog import Catalog
     from designflow.cli.localserver import running_server
+    from designflow.ops.verify import verify
     from designflow.settings import Settings
+    from designflow.storage.nas import LocalNas
+
+    catalog, nas = Catalog(where.database_url), LocalNas(where.nas_root)
 
     stored_so_far: set[str] = set()
     for attempt in range(ATTEMPTS):
@@ -108,9 +113,14 @@ def _attempts(folder: Path, env: dict[str, str]) -> None:
             assert "temporary server" in log
         _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], [p.pid for p in alive]  # a temporary server went with it
+        # Files sent and not recorded were removed: every design file on the NAS has its
+        # row, no temporary is left.
+        check = verify(catalog, nas, "ctrl-c")
+        assert check.clean, (attempt, check, answer["unrecorded_removed"])
         # The local server is not the command's child: it outlives the Ctrl-C.
         assert running_server(Settings.from_env(env)) is not None, attempt
-        print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored"
+        print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored,"
+              f" {len(answer['unrecorded_removed'])} sent and not recorded removed"
               f" ({'temporary' if temporary else 'local'} server)")  # fmt: skip
 
     # The same command again finishes the job: nothing lost, nothing doubled.
