@@ -15,6 +15,8 @@ from prefect.artifacts import (
 
 from designflow.ingest import progress
 from designflow.ingest.report import UploadReport
+from designflow.ops.thumbnails import near_duplicates_markdown
+from designflow.orchestration import resources
 from designflow.orchestration.links import flow_run_markdown
 
 
@@ -41,6 +43,10 @@ def progress_artifact(run_id: str | None) -> Iterator[None]:
 
 def publish_upload_report(report: UploadReport) -> None:
     rows = report.outcome_rows()
+    try:
+        pictures = near_duplicates_markdown(report, resources.catalog(), resources.nas())
+    except Exception as exc:  # noqa: BLE001 - pictures are a courtesy: the summary goes on
+        pictures = f"(no pictures of the near duplicates: {type(exc).__name__})\n"
     create_table_artifact(
         table=rows
         or [
@@ -73,7 +79,7 @@ def publish_upload_report(report: UploadReport) -> None:
                 for m in report.mockup_runs
             )
             + "\n"
-            f"| stage | ms |\n|---|---|\n{timings}\n"
+            f"| stage | ms |\n|---|---|\n{timings}\n" + (f"\n{pictures}" if pictures else "")
         ),
         description="Counts and per-stage timings",
     )

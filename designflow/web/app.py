@@ -372,30 +372,10 @@ def _design_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def thumbnail_maker(catalog: Catalog, nas) -> Callable[[int, str], bytes | None]:
-    """Thumbnails made once per design from its file on the NAS, kept on the NAS beside it
-    (thumbnails/<user>/<id>.jpg); None for a design that is not the seller's."""
-    import io
+    """The pages' thumbnails (designflow.ops.thumbnails: made once, cached on the NAS)."""
+    from designflow.ops.thumbnails import design_thumbnail
 
-    from PIL import Image
-
-    def thumbnail(design_id: int, user: str) -> bytes | None:
-        design = catalog.designs_by_id([design_id]).get(design_id)
-        if design is None or design["user_id"] != user:
-            return None
-        cached = f"thumbnails/{user}/{design_id}.jpg"
-        if nas.exists(cached):
-            return nas.read_bytes(cached)
-        with Image.open(io.BytesIO(nas.read_bytes(str(design["nas_path"])))) as image:
-            image.thumbnail((320, 320))
-            flat = Image.new("RGB", image.size, (255, 255, 255))
-            flat.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-            out = io.BytesIO()
-            flat.save(out, "JPEG", quality=85)
-        data = out.getvalue()
-        nas.write_small(cached, data)
-        return data
-
-    return thumbnail
+    return lambda design_id, user: design_thumbnail(catalog, nas, design_id, user)
 
 
 def staging_root(home: Path) -> Path:

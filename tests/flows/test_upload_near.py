@@ -40,6 +40,37 @@ def test_near_duplicates_of_history_are_reported(designflow_env: DesignflowEnv) 
         assert d["nas_path"] == stored["nas_path"] and 0 <= d["distance"] <= 8
     assert [Path(s["file"]).name for s in second["stored"]] == ["other.png"]
     assert Catalog(designflow_env.database_url).count_designs("nina") == 2
+    _summary_shows_each_near_duplicate_beside_its_design(second["flow_run_id"], near)
+
+
+def _summary_shows_each_near_duplicate_beside_its_design(run_id: str, near: dict) -> None:
+    """The UI's upload summary: a row per near duplicate, the file's thumbnail and the
+    matched design's, as small JPEGs inside the markdown."""
+    import base64
+    import io
+    import re
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)])
+            )
+        )
+    (summary,) = [a.data for a in artifacts if a.key == "upload-summary"]
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and ".png" in line]
+    assert len(rows) == len(near), summary[:2000]
+    for name, d in near.items():
+        (row,) = [r for r in rows if r.startswith(f"| {name} ")]
+        assert f"design {d['duplicate_of']}" in row
+        pictures = re.findall(r"!\[\]\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", row)
+        assert len(pictures) == 2, row[:300]
+        for data in pictures:
+            with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
+                assert picture.format == "JPEG" and max(picture.size) == 96
 
 
 def test_a_larger_version_of_a_stored_design_is_reported_as_better(
