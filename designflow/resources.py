@@ -143,8 +143,11 @@ class Resources:
         and under its root is read through the NAS's pool, any other through a pool of its
         own with the NAS's credentials and known hosts."""
         from designflow.ingest.sources import NAS_PREFIX, RemoteLocation, nas_relative
+        from designflow.ingest.urls import is_url
         from designflow.storage.nas import LocalNas
 
+        if is_url(name):
+            return RemoteLocation(self.url_source(), name, "", origin="its server")
         nas = self.nas()
         if name.startswith(NAS_PREFIX):
             rel = nas_relative(name)
@@ -152,6 +155,18 @@ class Resources:
                 return nas.root / rel
             return RemoteLocation(nas, rel, NAS_PREFIX)
         return self._locate_sftp_url(name, nas)
+
+    def url_source(self):
+        """Downloads of https:// sources (designflow.ingest.urls), under the settings' guards."""
+        from designflow.ingest.urls import UrlSource, parse_networks
+
+        with self._lock:  # one per process: its TLS context loads the trust store once
+            if getattr(self, "_url_source", None) is None:
+                self._url_source = UrlSource(
+                    parse_networks(self.settings.url_sources_allow_networks),
+                    self.settings.url_sources_timeout_s,
+                )
+            return self._url_source
 
     def _locate_sftp_url(self, name: str, nas: Nas) -> RemoteLocation:
         import posixpath

@@ -101,6 +101,10 @@ class Settings:
     # How web uploads run: "auto" (the deployment when a Prefect server is configured, else
     # `designflow upload` on the web machine), "deployment" or "local".
     web_runs: str = "auto"
+    # https:// sources (designflow.ingest.urls): networks other than the public internet a
+    # URL may lead to (CIDRs, comma-separated), and the deadline of one download.
+    url_sources_allow_networks: str = ""
+    url_sources_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +168,8 @@ class Settings:
             web_max_request_mb=_number(env, "DESIGNFLOW_WEB_MAX_REQUEST_MB", 2048),
             web_uploads_in_flight=int(_number(env, "DESIGNFLOW_WEB_MAX_UPLOADS_IN_FLIGHT", 2)),
             web_runs=_choice(env, "DESIGNFLOW_WEB_RUNS", ("auto", "deployment", "local")),
+            url_sources_allow_networks=_networks(env, "DESIGNFLOW_URL_SOURCES_ALLOW_NETWORKS"),
+            url_sources_timeout_s=_number(env, "DESIGNFLOW_URL_SOURCES_TIMEOUT_SECONDS", 60.0),
         )
 
     def with_batch_limits(self, max_mb: float | None, max_images: int | None) -> Settings:
@@ -178,6 +184,17 @@ class Settings:
                 raise SettingsError(f"batch_max_images must be positive, got {max_images}")
             out = replace(out, batch_max_images=max_images, batch_max_images_set=True)
         return out
+
+
+def _networks(env: Mapping[str, str], name: str) -> str:
+    from designflow.ingest.urls import parse_networks
+
+    raw = env.get(name, "")
+    try:
+        parse_networks(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return raw
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -114,7 +114,9 @@ def _named_link_problem(path: Path) -> str:
 
 def _locate(name: str, locate, unusable: list[UnusablePath]) -> RemoteLocation | Path | None:
     if locate is None:
-        unusable.append(UnusablePath(name, "nas: and sftp:// sources need the NAS settings"))
+        unusable.append(
+            UnusablePath(name, "nas:, sftp:// and https:// sources need the NAS settings")
+        )
         return None
     try:
         return locate(name)

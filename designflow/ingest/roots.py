@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from designflow.ingest.sources import NAS_PREFIX, SFTP_PREFIX
+from designflow.ingest.urls import is_url
 
 NOT_ALLOWED = "not under an allowed source folder"
 
@@ -55,6 +56,8 @@ class SourceRoots:
             return None if self.allows_nas(name[len(NAS_PREFIX) :]) else NOT_ALLOWED
         if name.startswith(SFTP_PREFIX):
             return NOT_ALLOWED  # another server: only the NAS and local roots are allowed
+        if is_url(name):  # public addresses only, unless a network is allowed (ingest.urls)
+            return None
         return None if self.allows_local(name) else NOT_ALLOWED
 
     def check(self, name: str) -> str:

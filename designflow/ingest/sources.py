@@ -17,6 +17,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from designflow.images.fingerprint import (
     Fingerprint,
@@ -27,6 +28,7 @@ from designflow.images.fingerprint import (
     read_design_bytes,
 )
 from designflow.ingest.report import FailedFile, RejectedFile
+from designflow.ingest.urls import is_url
 from designflow.settings import ImageLimits
 from designflow.storage.nas import Nas, NasError, SourceUnreadable
 
@@ -39,7 +41,9 @@ class BadSourceName(ValueError):
 
 
 def is_remote(name: str) -> bool:
-    return name.startswith((NAS_PREFIX, SFTP_PREFIX))
+    """A source read into the run's staging folder first: on the NAS, another SFTP server,
+    or an https:// URL (designflow.ingest.urls)."""
+    return name.startswith((NAS_PREFIX, SFTP_PREFIX)) or is_url(name)
 
 
 def nas_relative(name: str) -> str:
@@ -58,6 +62,7 @@ class RemoteLocation:
     nas: Nas
     path: str
     prefix: str
+    origin: str = "the NAS"  # where a failed read was from, as the report says it
 
     def name(self, rel: str) -> str:
         return self.prefix + rel
@@ -67,7 +72,8 @@ def staged_path(staging: Path, name: str) -> Path:
     """Where a remote file is kept for the run: one name per source, its extension kept
     (the decoder's first guess)."""
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return staging / f"{digest}{posixpath.splitext(name)[1].lower()}"
+    path = urlsplit(name).path if is_url(name) else name  # no query in the extension
+    return staging / f"{digest}{posixpath.splitext(path)[1].lower()[:10]}"
 
 
 def fingerprint_remote(
@@ -83,7 +89,9 @@ def fingerprint_remote(
         return RejectedFile(name, str(exc).split(": ", 1)[-1])
     except Exception as exc:  # OSError, paramiko's SSHException, EOFError: a dropped link
         local.unlink(missing_ok=True)
-        return FailedFile(name, f"could not read it from the NAS: {type(exc).__name__}: {exc}")
+        return FailedFile(
+            name, f"could not read it from {where.origin}: {type(exc).__name__}: {exc}"
+        )
     try:
         fingerprint = fingerprint_design(str(local), limits)
     except RejectedDesign as exc:
@@ -104,7 +112,7 @@ def fingerprint_source(
     already has these bytes; such a file is not decoded (`decoded` False)."""
     if is_remote(path):
         if staging is None:
-            return RejectedFile(path, "nas: and sftp:// sources need a staging folder")
+            return RejectedFile(path, "nas:, sftp:// and https:// sources need a staging folder")
         try:
             where = locate(path)
         except (BadSourceName, NasError) as exc:

@@ -135,7 +135,7 @@ async def upload(request: Request) -> Response:
     refused = await _stage(request, staging, context.limits)
     if refused is not None:
         return refused
-    context.runner.start(job_id, user, staging.files, _options(staging.fields))
+    context.runner.start(job_id, user, staging.files, _options(staging.fields), staging.urls)
     status_url = str(request.url_for("job", job_id=str(job_id)))
     if _true(staging.fields.get("async_mode")):
         return JSONResponse({"job_id": str(job_id), "status_url": status_url}, status_code=202)

@@ -49,24 +49,26 @@ class JobRunner:
         return self.staging / user_id / str(job_id)
 
     def start(
-        self, job_id: uuid.UUID, user_id: str, files: list[StagedFile], options: dict
-    ) -> None:
-        self.catalog.create_job(job_id, user_id, len(files))
-        names = {str(f.path): f.name for f in files}
-        if self.api is not None:
-            self._pool.submit(self._through_deployment, job_id, user_id, files, names, options)
-        else:
-            self._pool.submit(self._in_child_process, job_id, user_id, files, names, options)
+        self, job_id: uuid.UUID, user_id: str, files: list[StagedFile], options: dict,
+        urls: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        """`urls`: https:// sources the run downloads itself, reported by their URL."""
+        urls = urls or []
+        self.catalog.create_job(job_id, user_id, len(files) + len(urls))
+        names = {str(f.path): f.name for f in files} | {url: url for url in urls}
+        run = self._through_deployment if self.api is not None else self._in_child_process
+        self._pool.submit(run, job_id, user_id, files, names, options, urls)
 
     # -- a Prefect server: the deployment ----------------------------------------------------
 
-    def _through_deployment(self, job_id, user_id, files, names, options) -> None:
+    def _through_deployment(self, job_id, user_id, files, names, options, urls) -> None:
         try:
-            paths = self._on_nas(job_id, user_id, files)
+            paths = self._on_nas(job_id, user_id, files) if files else []
             display = {p: names[str(f.path)] for p, f in zip(paths, files, strict=True)}
+            display.update({url: url for url in urls})
             run = self.api.create_flow_run(
                 "upload-designs/upload-designs",
-                {"paths": paths, "user_id": user_id, **options},
+                {"paths": paths + urls, "user_id": user_id, **options},
                 None,
                 str(job_id),  # a retried create returns the same run
             )
@@ -110,9 +112,10 @@ class JobRunner:
 
     # -- no server: `designflow upload` in a child process -----------------------------------
 
-    def _in_child_process(self, job_id, user_id, files, names, options) -> None:
-        folder = files[0].path.parent.parent
-        command = [sys.executable, "-m", "designflow.cli", "upload", str(folder),
+    def _in_child_process(self, job_id, user_id, files, names, options, urls) -> None:
+        folder = self.folder_for(job_id, user_id)
+        sources = ([str(folder)] if files else []) + urls
+        command = [sys.executable, "-m", "designflow.cli", "upload", *sources,
                    "--user", user_id, "--json", *_cli_options(options)]  # fmt: skip
         try:
             if self._stopping.is_set():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from designflow.ingest.urls import display_url
+
 MB = 1024 * 1024
 MAX_NAME_CHARS = 120
 MAX_FIELD_BYTES = 64 * 1024
@@ -67,6 +69,9 @@ class StagingRequest:
     limits: WebLimits
     files: list[StagedFile] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+    # https:// URLs the run downloads itself (form fields `url`, repeated, or `urls`, one per
+    # line): designflow.ingest.urls guards them.
+    urls: list[str] = field(default_factory=list)
     received: int = 0
 
     def __post_init__(self) -> None:
@@ -113,8 +118,10 @@ class StagingRequest:
         self._parser.finalize()
         if self._out is not None:
             raise BadUpload("the request ended in the middle of a file")
-        if not self.files:
-            raise BadUpload("no files in the request (form field 'files')")
+        if not self.files and not self.urls:
+            raise BadUpload(
+                "no files in the request (form field 'files', or 'url' for an https:// URL)"
+            )
 
     def discard(self) -> None:
         """Everything staged for this request removed (a limit, a dropped connection)."""
@@ -142,7 +149,7 @@ class StagingRequest:
         if filename is None:
             self._field_name, self._field_bytes = name, bytearray()
             return
-        if len(self.files) >= self.limits.request_files:
+        if len(self.files) + len(self.urls) >= self.limits.request_files:
             raise LimitExceeded(
                 f"more than {self.limits.request_files} files in one request"
                 " (DESIGNFLOW_WEB_MAX_FILES)"
@@ -170,11 +177,25 @@ class StagingRequest:
 
     def _part_end(self) -> None:
         if self._out is None:
-            if self._field_name:
-                self.fields[self._field_name] = self._field_bytes.decode("utf-8", "replace")
+            value = self._field_bytes.decode("utf-8", "replace")
+            if self._field_name in ("url", "urls"):
+                self._add_urls(value.split())
+            elif self._field_name:
+                self.fields[self._field_name] = value
             self._field_name = None
             return
         path = Path(self._out.name)
         self._out.close()
         self._out = None
         self.files.append(StagedFile(self._name, path, self._size))
+
+    def _add_urls(self, urls: list[str]) -> None:
+        for url in urls:
+            if not url.startswith("https://"):
+                raise BadUpload(f"{display_url(url)}: only https:// URLs are accepted")
+            if len(self.files) + len(self.urls) >= self.limits.request_files:
+                raise LimitExceeded(
+                    f"more than {self.limits.request_files} files in one request"
+                    " (DESIGNFLOW_WEB_MAX_FILES; each URL counts as a file)"
+                )
+            self.urls.append(url)

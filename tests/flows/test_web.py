@@ -19,6 +19,7 @@ import pytest
 
 from designflow.catalog import Catalog
 from tests import images
+from tests.https_files import FileServer, make_certificate
 from tests.machines import new_database
 from tests.sftp_servers import free_port
 
@@ -32,8 +33,15 @@ def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_har
     root = tmp_path_factory.mktemp("web")
     catalog_url = new_database(pg_admin_url, "df_web")
     port = free_port()
+    # A seller's file server for https:// sources (127.0.0.2, allowed) and another loopback
+    # address the sources may not reach.
+    cert, key = make_certificate(root)
+    url_files = {"far.png": png(7301), "near.png": png(7302)}
+    file_servers = [FileServer(host, cert, key, url_files) for host in ("127.0.0.2", "127.0.0.1")]
     env = dict(
         os.environ,
+        SSL_CERT_FILE=str(cert),
+        DESIGNFLOW_URL_SOURCES_ALLOW_NETWORKS="127.0.0.2/32",
         DESIGNFLOW_HOME=str(root / "home"),
         DESIGNFLOW_DATABASE_URL=catalog_url,
         DESIGNFLOW_NAS_URL=f"file://{root / 'nas'}",
@@ -63,8 +71,11 @@ def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_har
     catalog = Catalog(catalog_url)
     tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo")}
     shared = {"base": base, "tokens": tokens, "catalog": catalog, "root": root,
-              "process": process, "log": root / "web.log", "env": env}  # fmt: skip
+              "process": process, "log": root / "web.log", "env": env,
+              "file_servers": file_servers}  # fmt: skip
     yield shared
+    for server in file_servers:
+        server.stop()
     # SIGTERM with an upload in flight: it finishes (within the 30 s grace), then the server
     # exits; uvicorn ends by the signal it caught (its exit status says so).
     with httpx.Client(base_url=base, timeout=60,
@@ -152,6 +163,32 @@ def test_upload_async_then_status_then_sync_duplicate(web) -> None:
         assert thumb.content[:2] == b"\xff\xd8"
     web["ada_job"] = answer["job_id"]
     web["ada_design"] = listed["designs"][0]["id"]
+
+
+def test_urls_instead_of_files_are_downloaded_by_the_run(web) -> None:
+    """A web app names its files by https:// URL: the run downloads them under the guards
+    (designflow.ingest.urls), a redirect to an address not allowed is refused."""
+    seller, other = web["file_servers"]
+    far = seller.url("/files/far.png?sig=s3cret")
+    to_other = seller.url("/redirect?to=" + other.url("/files/near.png"))
+    with client(web, "bo") as http:
+        refused = http.post("/api/v1/uploads", data={"url": "ftp://files.example/a.png"},
+                            files=[("files", ("x.png", png(7303), "image/png"))])  # fmt: skip
+        assert refused.status_code == 400 and "only https:// URLs" in refused.json()["error"]
+        sent = http.post(
+            "/api/v1/uploads",
+            data={"url": [far, to_other], "async_mode": "true"},
+            files=[("files", ("beside.png", png(7304), "image/png"))],
+        )
+        assert sent.status_code == 202, sent.text
+        job = wait_job(http, sent.json()["status_url"])
+    outcomes = {o["file"]: o for o in job["outcomes"]}
+    assert job["files"] == 3
+    assert outcomes[far]["outcome"] == "stored" and outcomes["beside.png"]["outcome"] == "stored"
+    assert outcomes[to_other]["outcome"] == "rejected"
+    assert "a loopback address (127.0.0.1) is not allowed" in outcomes[to_other]["reason"]
+    assert other.requests == []  # the redirect was not followed
+    assert "s3cret" not in web["log"].read_text()
 
 
 def test_a_seller_reaches_only_their_own(web) -> None:
