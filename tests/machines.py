@@ -70,7 +70,8 @@ class Machines:
             **self.nas.env(),
             "DESIGNFLOW_TEMPLATES": "nas:templates",
             "DESIGNFLOW_INBOX": "nas:inbox",
-            "DESIGNFLOW_SOURCE_ROOTS": "nas:uploads,nas:inbox,nas:sellers/{user_id}",
+            # designflow web stages a seller's files under web-uploads/<seller>/.
+            "DESIGNFLOW_SOURCE_ROOTS": "nas:uploads,nas:inbox,nas:sellers/{user_id},nas:web-uploads/{user_id}",
         }
         self.workers: dict[str, subprocess.Popen] = {}
         self._logs: list = []

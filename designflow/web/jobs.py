@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from designflow.web.staging import StagedFile
 # The staging prefix on the NAS for runs a worker takes (a source root like
 # nas:web-uploads/{user_id} allows it per seller).
 NAS_STAGING = "web-uploads"
+log = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
 
 
@@ -108,7 +110,21 @@ class JobRunner:
         status = "completed" if kind == "COMPLETED" else "failed"
         error = None if status == "completed" else run["state"].get("message") or kind.lower()
         self.catalog.update_job(job["id"], status=status, report=report, error=error)
+        self._discard_staged(job["user_id"], job["id"])
         return {**job, "status": status, "report": report, "error": error}
+
+    def _discard_staged(self, user_id: str, job_id: uuid.UUID) -> None:
+        """The run is over: the job's files staged on the NAS are not needed any more (the
+        designs it stored have their own copies)."""
+        prefix = f"{NAS_STAGING}/{user_id}/{job_id}"
+        if isinstance(self.nas, LocalNas):
+            shutil.rmtree(self.nas.root / prefix, ignore_errors=True)
+            return
+        try:
+            for path in self.nas.list_files(prefix):
+                self.nas.remove(path)
+        except Exception:  # noqa: BLE001 - left for the operator; the job's answer stands
+            log.warning("staged files of job %s not removed from the NAS", job_id)
 
     # -- no server: `designflow upload` in a child process -----------------------------------
 

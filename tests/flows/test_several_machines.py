@@ -170,6 +170,18 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         assert [d[0] for d in stored_a] == [row["design_id"]]
         assert stored_a[0][2] == hashlib.sha256(web_app_file.read_bytes()).hexdigest()
 
+        # designflow web on a machine of its own: a seller's upload goes through the
+        # deployment to the workers (files staged on the SFTP NAS), outcomes under the names
+        # the client gave.
+        web_outcomes, web_run = upload_through_web(cluster, tmp_path, design_files[1])
+        assert web_outcomes == {
+            "fresh.png": "stored",
+            "copy.png": "duplicate",
+            "bad.png": "rejected",
+        }
+        assert any(web_run in cluster.worker_log(n) for n in ("machine-1", "machine-2"))
+        assert not list((nas.root / "web-uploads").rglob("*.png"))  # staging removed after the run
+
         # The secret is in no log of the server, the workers or the commands above.
         logs = [(tmp_path / "server.log").read_text(errors="replace"), *ran,
                 *(cluster.worker_log(n) for n in ("machine-1", "machine-2")), status.stdout,
@@ -200,3 +212,54 @@ def catalog_designs(catalog_url: str, user: str) -> list[tuple]:
         return conn.execute(
             "SELECT id, original_name, sha256 FROM design_images WHERE user_id = %s", (user,)
         ).fetchall()
+
+
+def upload_through_web(cluster: Machines, tmp_path: Path, known: Path) -> tuple[dict, str]:
+    """`designflow web` with DESIGNFLOW_WEB_RUNS=deployment: a seller's API upload of a new
+    design, a copy of a stored one and a corrupt file; each file's outcome and the run."""
+    import time
+
+    from designflow.catalog import Catalog
+    from tests.sftp_servers import free_port
+
+    port = free_port()
+    env = dict(cluster.admin_env("web"), DESIGNFLOW_WEB_RUNS="deployment")
+    log = open(tmp_path / "web.log", "wb")  # noqa: SIM115
+    web = subprocess.Popen([sys.executable, "-m", "designflow.cli", "web", "--port", str(port)],
+                           env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert web.poll() is None, (tmp_path / "web.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "designflow web did not start"
+            time.sleep(0.3)
+        token = Catalog(cluster.catalog_url).create_token("shop", "web test")[1]
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as http:  # fmt: skip
+            sent = http.post(
+                "/api/v1/uploads",
+                data={"async_mode": "true"},
+                files=[("files", ("fresh.png", images.png_bytes(images.design(2400, (400, 480))), "image/png")),
+                       ("files", ("copy.png", known.read_bytes(), "image/png")),
+                       ("files", ("bad.png", b"\x89PNG\r\n\x1a\n" + os.urandom(100), "image/png"))],
+            )  # fmt: skip
+            assert sent.status_code == 202, sent.text
+            deadline = time.monotonic() + 180
+            while True:
+                job = http.get(sent.json()["status_url"]).raise_for_status().json()
+                if job["status"] in ("completed", "failed"):
+                    break
+                assert time.monotonic() < deadline, job
+                time.sleep(0.5)
+        assert job["status"] == "completed" and job["flow_run_id"], job
+        return {o["file"]: o["outcome"] for o in job["outcomes"]}, job["flow_run_id"]
+    finally:
+        web.terminate()
+        web.wait(60)
+        log.close()
