@@ -29,6 +29,7 @@ from designflow.mockups.render import (
     TemplateError,
     render_mockup,
 )
+from designflow.mockups.warp import WarpMesh, is_flat, placed_mesh
 
 SOURCE_KINDS = ("photo", "psd", "hand-written")
 
@@ -48,6 +49,8 @@ class TemplateDraft:
     # the others as (name, quad).
     area_name: str = "main"
     more_areas: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    # Warped print areas by name (a PSD smart object's warp mesh, on the base's pixels).
+    warps: dict[str, WarpMesh] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
         """The template folder's files, by name."""
@@ -59,9 +62,10 @@ class TemplateDraft:
             "base": "base.jpg",
             "source": self.source,
         }
-        if self.more_areas:
+        if self.more_areas or self.warps:
             manifest["print_areas"] = [
                 {"name": name, "print_area": [[round(float(x), 2), round(float(y), 2)] for x, y in quad]}
+                | ({"warp": self.warps[name].as_manifest()} if name in self.warps else {})
                 for name, quad in [(self.area_name, self.print_area), *self.more_areas]
             ]  # fmt: skip
         out = {"base.jpg": _encode(".jpg", self.base, [cv2.IMWRITE_JPEG_QUALITY, 95])}
@@ -88,6 +92,7 @@ class TemplateDraft:
             displacement=displacement, displacement_strength=self.displacement_strength,
             area_name=self.area_name,
             more_areas=tuple((n, q.astype(np.float32)) for n, q in self.more_areas),
+            warps=tuple(self.warps.items()),
         )  # fmt: skip
 
 
@@ -357,12 +362,17 @@ def template_from_psd(
               "shading_from": "layers above" if shading is not None else "base luminance"}  # fmt: skip
     if len(placed) > 1:
         source["layers"] = [t.name for t, _, _ in placed]
-    if any(_warp(t) is not None for t in targets):
-        source["warp"] = "present, not applied (the displacement comes from the base's luminance)"
+    warps = {}
+    for t, q, _ in placed:
+        mesh = warp_mesh(t, q)
+        if mesh is not None:
+            warps[t.name] = mesh
+    if warps:
+        source["warp"] = sorted(warps)
     return TemplateDraft(
         name, base, quad, shading if shading is not None else derived_shading, displacement,
         strength, source, area_name=target.name,
-        more_areas=[(t.name, q) for t, q, _ in placed[1:]],
+        more_areas=[(t.name, q) for t, q, _ in placed[1:]], warps=warps,
     )  # fmt: skip
 
 
@@ -385,6 +395,52 @@ def _warp(layer):
         return layer.smart_object.warp
     except ValueError:  # no smart object settings block: no warp either
         return None
+
+
+def warp_mesh(layer, quad: np.ndarray) -> WarpMesh | None:
+    """The smart object's warp (Edit > Transform > Warp) on the canvas, None when it has
+    none or Photoshop's untouched grid. A "quiltWarp" (a grid split into several patches)
+    is read in preference to "warp", which Photoshop then leaves at its default."""
+    config = getattr(layer.smart_object, "_config", None)
+    data = getattr(config, "data", None)
+    if data is None:
+        return None
+    for key in (b"quiltWarp", b"warp"):
+        found = _control_grid(data.get(key))
+        if found is not None:
+            control, bounds = found
+            if is_flat(control, bounds):
+                return None
+            # The placement carries the object's whole content (its placed size) onto the
+            # quad; the warp's bounds are that content in the files seen.
+            size = data.get(b"Sz  ")
+            if size is not None and b"Wdth" in size and b"Hght" in size:
+                bounds = (0.0, 0.0, float(size[b"Wdth"]), float(size[b"Hght"]))
+            return placed_mesh(control, bounds, quad)
+    return None
+
+
+def _control_grid(warp) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
+    """A warp descriptor's control points (rows, cols, 2) and bounds (left, top, right,
+    bottom), as Photoshop writes them: customEnvelopeWarp.meshPoints with Hrzn and Vrtc
+    lists, row by row; rows and columns from deformNumRows/-Cols (a quilt) or 4."""
+    if warp is None:
+        return None
+    try:
+        mesh = warp[b"customEnvelopeWarp"][b"meshPoints"]
+        xs = [float(v) for v in getattr(mesh[b"Hrzn"], "values", mesh[b"Hrzn"])]
+        ys = [float(v) for v in getattr(mesh[b"Vrtc"], "values", mesh[b"Vrtc"])]
+        box = warp[b"bounds"]
+        bounds = tuple(
+            float(getattr(box[k], "value", box[k])) for k in (b"Left", b"Top ", b"Rght", b"Btom")
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    rows = int(getattr(warp.get(b"deformNumRows"), "value", 4) or 4)
+    cols = int(getattr(warp.get(b"deformNumCols"), "value", 4) or 4)
+    if len(xs) != rows * cols or len(ys) != rows * cols or not all(np.isfinite(xs + ys)):
+        return None
+    return np.stack([np.reshape(xs, (rows, cols)), np.reshape(ys, (rows, cols))], axis=-1), bounds  # type: ignore[return-value]
 
 
 def _maps_for_areas(

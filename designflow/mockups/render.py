@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from designflow.errors import PermanentError
+from designflow.mockups.warp import WarpMesh, uv_maps
 
 MANIFEST = "template.json"
 
@@ -51,6 +52,9 @@ class Template:
     # printed into each.
     area_name: str = "main"
     more_areas: tuple[tuple[str, np.ndarray], ...] = field(default=(), repr=False)
+    # Print areas bent by a warp (Photoshop's Edit > Transform > Warp), by area name: the
+    # design follows the mesh instead of the area's four corners (designflow.mockups.warp).
+    warps: tuple[tuple[str, WarpMesh], ...] = field(default=(), repr=False)
     _maps: dict = field(default_factory=dict, repr=False, compare=False)
 
     def only(self, names: list[str]) -> Template:
@@ -88,19 +92,41 @@ class Template:
             min(int(y1), self.output_size[1]),
         )
 
+    def area_roi(self, index: int) -> tuple[int, int, int, int]:
+        """The part of the image a print area's render touches: its quad's bounding box, or
+        its warp mesh's (a warp may bend the design past the quad's corners)."""
+        name, quad = self.areas[index]
+        mesh = dict(self.warps).get(name)
+        if mesh is None:
+            return self.roi_of(quad)
+        points = mesh.points.reshape(-1, 2).astype(np.float32)
+        return self.roi_of(np.array([points.min(axis=0), points.max(axis=0)]))
+
     def remap_maps(self, index: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
         """Fold displacement as cv2.remap maps over a print area, computed once."""
         if self.displacement is None or not self.displacement_strength:
             return None
         key = f"remap-{index}"
         if key not in self._maps:
-            x0, y0, x1, y1 = self.roi_of(self.areas[index][1])
+            x0, y0, x1, y1 = self.area_roi(index)
             shift = self.displacement[y0:y1, x0:x1] * self.displacement_strength
             grid_x, grid_y = np.meshgrid(
                 np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32)
             )
             # Folds move the print vertically more than sideways, as fabric does.
             self._maps[key] = cv2.convertMaps(grid_x + 0.35 * shift, grid_y + shift, cv2.CV_16SC2)
+        return self._maps[key]
+
+    def uv_maps(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a warped print area: the design's (u, v) at each pixel of the area's bounding
+        box (-1 where it does not reach), computed once."""
+        name = self.areas[index][0]
+        mesh = dict(self.warps).get(name)
+        if mesh is None:
+            return None
+        key = f"uv-{name}"
+        if key not in self._maps:
+            self._maps[key] = uv_maps(mesh, self.area_roi(index))
         return self._maps[key]
 
     @property
@@ -183,7 +209,23 @@ def load_template(folder: str | Path) -> Template:
         displacement_strength=float(manifest.get("displacement_strength", 0.0)),
         area_name=area_name,
         more_areas=tuple(more_areas),
+        warps=_warps(manifest, area_name, manifest_path),
     )
+
+
+def _warps(
+    manifest: dict, first_area: str, manifest_path: Path
+) -> tuple[tuple[str, WarpMesh], ...]:
+    """Warped print areas: "warp" beside a single "print_area", or in a print_areas entry."""
+    entries = [(first_area, manifest.get("warp"))]
+    if "print_areas" in manifest:
+        entries = [(str(e.get("name") or f"area {i}"), e.get("warp"))
+                   for i, e in enumerate(manifest["print_areas"])]  # fmt: skip
+    try:
+        return tuple((name, WarpMesh.from_manifest(w, f"{manifest_path} ({name})"))
+                     for name, w in entries if w is not None)  # fmt: skip
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def _quad(points, size: tuple[int, int], where: str) -> np.ndarray:
@@ -323,25 +365,29 @@ def _print_into(
         )
         src_h, src_w = src.shape[:2]
 
-    # ... then one perspective warp, design pixels straight into the bounding box of the
-    # print area (not the whole photo).
-    bx0, by0, bx1, by1 = template.roi_of(quad)
+    # ... then one perspective warp (or the warp mesh's remap), design pixels straight into
+    # the bounding box of the print area (not the whole photo).
+    bx0, by0, bx1, by1 = template.area_roi(index)
     roi_w, roi_h = bx1 - bx0, by1 - by0
     if roi_w <= 0 or roi_h <= 0:
         return
-    rect = np.array([[0, 0], [area_w, 0], [area_w, area_h], [0, area_h]], np.float32)
-    area_to_roi = cv2.getPerspectiveTransform(rect, quad - np.array([bx0, by0], np.float32))
-    corners = cv2.perspectiveTransform(placed[None], area_to_roi)[0]
-    source = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
-    homography = cv2.getPerspectiveTransform(source, corners)
-    warped = cv2.warpPerspective(
-        src,
-        homography,
-        (roi_w, roi_h),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    uv = template.uv_maps(index)
+    if uv is not None:
+        warped = _follow_mesh(src, uv, (area_w, area_h), placed)
+    else:
+        rect = np.array([[0, 0], [area_w, 0], [area_w, area_h], [0, area_h]], np.float32)
+        area_to_roi = cv2.getPerspectiveTransform(rect, quad - np.array([bx0, by0], np.float32))
+        corners = cv2.perspectiveTransform(placed[None], area_to_roi)[0]
+        source = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
+        homography = cv2.getPerspectiveTransform(source, corners)
+        warped = cv2.warpPerspective(
+            src,
+            homography,
+            (roi_w, roi_h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
     maps = template.remap_maps(index)
     if maps is not None:
         warped = cv2.remap(warped, maps[0], maps[1], cv2.INTER_LINEAR, borderValue=0)
@@ -355,6 +401,23 @@ def _print_into(
     base = out[by0:by1, bx0:bx1]
     behind = cv2.multiply(base, cv2.bitwise_not(alpha), scale=1 / 255)
     out[by0:by1, bx0:bx1] = cv2.add(color, behind)
+
+
+def _follow_mesh(
+    src: np.ndarray, uv: tuple[np.ndarray, np.ndarray], area: tuple[int, int], placed: np.ndarray
+) -> np.ndarray:
+    """The design remapped along a warped print area: a pixel at (u, v) of the area shows
+    the design where the fitted design covers that spot of the area."""
+    (u, v), (area_w, area_h) = uv, area
+    (x0, y0), (x1, y1) = placed[0], placed[2]
+    src_h, src_w = src.shape[:2]
+    per_x, per_y = src_w / (x1 - x0), src_h / (y1 - y0)  # design pixels per area pixel
+    # u = -1 outside the mesh: far left of the design, so the border (transparent) shows.
+    map_x = u * np.float32(area_w * per_x) - np.float32(x0 * per_x)
+    map_y = v * np.float32(area_h * per_y) - np.float32(y0 * per_y)
+    return cv2.remap(
+        src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

@@ -56,13 +56,16 @@ def write_mockup_psd(
     shading_layer: bool = True,
     photo: np.ndarray | None = None,
     placement: str = "PlLd",
+    warps: list[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """An RGB 8-bit PSD: a photo layer, smart object layer(s) placed at `quad`, and a
     multiply shadow layer above. `placement` says where the quad is written: "PlLd" (the
     placed layer block's transform, older files) or "SoLd" (the smart object block, as
     Photoshop writes a smart object distorted in perspective: the quad as
     `nonAffineTransform`, its bounding box as the affine `Trnf`, the placed size as `Sz  `).
-    The quad may reach past the canvas (a bleed). Returns the photo (BGR) as written."""
+    The quad may reach past the canvas (a bleed). `warps` (with "SoLd"): per smart object, a
+    Photoshop warp's control grid (rows, cols, 2) in the object's 1000x1200 pixels, or None.
+    Returns the photo (BGR) as written."""
     from PIL import Image
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
@@ -91,7 +94,7 @@ def write_mockup_psd(
         layer = PixelLayer.frompil(placeholder, psd, name, top=int(y0), left=int(x0))
         psd.append(layer)
         if placement == "SoLd":
-            _smart_object_block(layer, quad, index)
+            _smart_object_block(layer, quad, index, (warps or [None] * (index + 1))[index])
             continue
         layer._record.tagged_blocks.set_data(
             Tag.PLACED_LAYER1, uuid=f"design-{index}".encode(), layer_type=2,
@@ -111,9 +114,13 @@ def write_mockup_psd(
     return photo
 
 
-def _smart_object_block(layer, quad: np.ndarray, index: int) -> None:
+def _smart_object_block(
+    layer, quad: np.ndarray, index: int, warp: np.ndarray | None = None
+) -> None:
     """The 'SoLd' block Photoshop writes for a placed smart object, with psd-tools' own
-    descriptor classes: the perspective quad only there (no 'PlLd')."""
+    descriptor classes: the perspective quad only there (no 'PlLd'), and a warp when given
+    (as Photoshop writes Edit > Transform > Warp: a custom envelope's mesh points over the
+    object's bounds; more than 4x4 points as a quilt warp)."""
     from psd_tools.constants import Tag
     from psd_tools.psd.descriptor import Descriptor, DescriptorBlock, Double, List, String
 
@@ -128,4 +135,44 @@ def _smart_object_block(layer, quad: np.ndarray, index: int) -> None:
     data[b"Trnf"] = doubles([left, top, right, top, right, bottom, left, bottom])
     data[b"nonAffineTransform"] = doubles(np.asarray(quad, np.float64).ravel())
     data[b"Sz  "] = size
+    if warp is not None:
+        data[b"quiltWarp" if warp.shape[:2] != (4, 4) else b"warp"] = _warp_descriptor(
+            warp, (1000.0, 1200.0)
+        )
     layer._record.tagged_blocks.set_data(Tag.SMART_OBJECT_LAYER_DATA1, data=data)
+
+
+def _warp_descriptor(control: np.ndarray, size: tuple[float, float]):
+    from psd_tools.psd.descriptor import (
+        Descriptor,
+        Double,
+        Enumerated,
+        Integer,
+        ObjectArray,
+        UnitFloat,
+        UnitFloats,
+    )
+
+    rows, cols = control.shape[:2]
+    bounds = Descriptor(classID=b"classFloatRect")
+    for key, value in ((b"Top ", 0.0), (b"Left", 0.0), (b"Btom", size[1]), (b"Rght", size[0])):
+        bounds[key] = UnitFloat(unit=b"#Pxl", value=value)
+    points = ObjectArray(classID=b"rationalPoint", items_count=rows * cols)
+    points[b"Hrzn"] = UnitFloats(unit=b"#Pxl", values=[float(v) for v in control[..., 0].ravel()])
+    points[b"Vrtc"] = UnitFloats(unit=b"#Pxl", values=[float(v) for v in control[..., 1].ravel()])
+    envelope = Descriptor(classID=b"customEnvelopeWarp")
+    envelope[b"meshPoints"] = points
+    warp = Descriptor(classID=b"warp")
+    warp[b"warpStyle"] = Enumerated(typeID=b"warpStyle", enum=b"warpCustom")
+    warp[b"warpValue"] = Double(0.0)
+    warp[b"warpPerspective"] = Double(0.0)
+    warp[b"warpPerspectiveOther"] = Double(0.0)
+    warp[b"warpRotate"] = Enumerated(typeID=b"Ornt", enum=b"Hrzn")
+    warp[b"bounds"] = bounds
+    warp[b"uOrder"] = Integer(4)
+    warp[b"vOrder"] = Integer(4)
+    if (rows, cols) != (4, 4):
+        warp[b"deformNumRows"] = Integer(rows)
+        warp[b"deformNumCols"] = Integer(cols)
+    warp[b"customEnvelopeWarp"] = envelope
+    return warp
