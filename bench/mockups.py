@@ -144,9 +144,18 @@ def made_templates_benchmark(prepared: PreparedDesign, runs: int) -> None:
         )
         cv2.imwrite(str(root / "mask.png"), painted_mask(size, quad, ragged=1.5))
         write_mockup_psd(root / "mockup.psd", size, quad.astype(np.float64))
+        # The same mockup with its smart object in perspective and warped (a mug's bend:
+        # the middle sags, the sides bulge), as Photoshop writes it.
+        bend = np.stack(np.meshgrid(np.linspace(0, 1000, 4), np.linspace(0, 1200, 4)), axis=-1)
+        bend[1:3, :, 1] += 120
+        bend[:, 0, 0] -= 40
+        bend[:, 3, 0] += 40
+        write_mockup_psd(root / "warped.psd", size, quad.astype(np.float64), placement="SoLd",
+                         warps=[bend])  # fmt: skip
         made = {
             "templates add (photo + mask)": template_from_photo("photo", root / "blank.jpg", mask=root / "mask.png"),
             "templates import (PSD)": template_from_psd("psd", root / "mockup.psd"),
+            "templates import (PSD, warp)": template_from_psd("warped", root / "warped.psd"),
         }  # fmt: skip
         for label, draft in made.items():
             template = draft.template()

@@ -23,6 +23,7 @@ from designflow.ingest.sources import (
     local_sha256,
 )
 from designflow.orchestration.resources import current, current_settings
+from designflow.processes import exit_with_parent
 from designflow.settings import ImageLimits
 
 
@@ -164,7 +165,9 @@ class _SharedThreads:
         with self._lock:
             if self._processes is None:
                 self._processes = ProcessPoolExecutor(
-                    max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=os.cpu_count() or 2,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=exit_with_parent,
                 )
             return self._processes
 

@@ -413,10 +413,12 @@ def _follow_mesh(
     src_h, src_w = src.shape[:2]
     per_x, per_y = src_w / (x1 - x0), src_h / (y1 - y0)  # design pixels per area pixel
     # u = -1 outside the mesh: far left of the design, so the border (transparent) shows.
-    map_x = u * np.float32(area_w * per_x) - np.float32(x0 * per_x)
-    map_y = v * np.float32(area_h * per_y) - np.float32(y0 * per_y)
+    map_x = cv2.addWeighted(u, area_w * per_x, u, 0.0, -x0 * per_x)
+    map_y = cv2.addWeighted(v, area_h * per_y, v, 0.0, -y0 * per_y)
+    # Fixed-point maps (1/32 px) remap faster than float ones.
+    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
     return cv2.remap(
-        src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        src, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
 
 

@@ -690,6 +690,9 @@ _worker_nas: SftpNas | None = None
 
 def _worker_init(target: SftpTarget, credentials: SftpCredentials, max_connections: int) -> None:
     global _worker_nas
+    from designflow.processes import exit_with_parent
+
+    exit_with_parent()
     _worker_nas = SftpNas(target, SftpPool(target, credentials, max_connections))
 
 

@@ -168,6 +168,7 @@ class JobRunner:
             except subprocess.TimeoutExpired:
                 child.terminate()
                 child.wait(10)
+        self.nas.close()  # its upload worker processes end with it
 
 
 def _cli_options(options: dict) -> list[str]:

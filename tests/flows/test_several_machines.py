@@ -260,6 +260,11 @@ def upload_through_web(cluster: Machines, tmp_path: Path, known: Path) -> tuple[
         assert job["status"] == "completed" and job["flow_run_id"], job
         return {o["file"]: o["outcome"] for o in job["outcomes"]}, job["flow_run_id"]
     finally:
+        import psutil
+
+        children = psutil.Process(web.pid).children(recursive=True)  # its SFTP upload workers
         web.terminate()
         web.wait(60)
         log.close()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [p.cmdline()[:3] for p in alive]
