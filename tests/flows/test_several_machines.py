@@ -36,7 +36,7 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         # seller's inbox with 5 complete designs and 1 corrupt file.
         shutil.copytree(ROOT / "examples" / "templates", nas.root / "templates")
         folders, design_files = [], []
-        for i in range(6):
+        for i in range(4):
             folder = nas.root / "uploads" / f"batch-{i}"
             folder.mkdir(parents=True)
             design_files += [
@@ -44,7 +44,7 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
             ]
             folders.append(f"nas:uploads/batch-{i}/")
         shutil.copy(
-            design_files[0], nas.root / "uploads" / "batch-5" / "again.png"
+            design_files[0], nas.root / "uploads" / "batch-3" / "again.png"
         )  # one design twice
         inbox = nas.root / "inbox" / "shop"
         inbox.mkdir(parents=True)
@@ -102,8 +102,8 @@ def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
         design_ids = sorted(r[0] for r in rows)
         mockups = [
             cluster.run("generate-mockups/generate-mockups",
-                    {"design_ids": design_ids[i::4], "template_ids": ["tshirt"], "publish": False}, queue="normal")
-            for i in range(4)
+                    {"design_ids": design_ids[i::2], "template_ids": ["tshirt"], "publish": False}, queue="normal")
+            for i in range(2)
         ]  # fmt: skip
         second = cluster.wait_final(mockups)
         assert {x["state"]["type"] for x in second.values()} == {"COMPLETED"}, second

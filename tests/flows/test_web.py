@@ -69,7 +69,7 @@ def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_har
         assert time.monotonic() < deadline, "designflow web did not start"
         time.sleep(0.3)
     catalog = Catalog(catalog_url)
-    tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo")}
+    tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo", "dee")}
     shared = {"base": base, "tokens": tokens, "catalog": catalog, "root": root,
               "process": process, "log": root / "web.log", "env": env,
               "file_servers": file_servers}  # fmt: skip
@@ -171,7 +171,7 @@ def test_urls_instead_of_files_are_downloaded_by_the_run(web) -> None:
     seller, other = web["file_servers"]
     far = seller.url("/files/far.png?sig=s3cret")
     to_other = seller.url("/redirect?to=" + other.url("/files/near.png"))
-    with client(web, "bo") as http:
+    with client(web, "dee") as http:
         refused = http.post("/api/v1/uploads", data={"url": "ftp://files.example/a.png"},
                             files=[("files", ("x.png", png(7303), "image/png"))])  # fmt: skip
         assert refused.status_code == 400 and "only https:// URLs" in refused.json()["error"]
