@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from designflow.cli.app import app, fail, out
+from designflow.cli.app import app, fail, out, print_json
 
 templates = typer.Typer(help="Mockup templates.", no_args_is_help=True)
 app.add_typer(templates, name="templates")
@@ -100,6 +100,30 @@ def import_psd(
         return _save(draft, preview_to)
     except TemplateError as exc:
         return fail(str(exc), 1)
+
+
+@templates.command("check")
+def check_psd(
+    psd: Path = typer.Argument(..., help="Photoshop mockup (.psd) saved with its composite (Maximize Compatibility)"),
+    layer: str | None = typer.Option(None, "--layer", help="the smart object layer's name (when there are several)"),
+    design: Path | None = typer.Option(None, "--design", help="the picture inside the smart object, when the PSD links it instead of embedding it"),
+    as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+) -> int:  # fmt: skip
+    """Compare the template made from a PSD with Photoshop's own rendering: the smart
+    object's content rendered through it against the composite saved in the file."""
+    from designflow.mockups.authoring import check_against_composite
+    from designflow.mockups.render import TemplateError
+
+    try:
+        result = check_against_composite(psd, layer, design)
+    except TemplateError as exc:
+        return fail(str(exc), 1)
+    if as_json:
+        print_json({"mean_difference": round(result.mean_difference, 3), "share_off": round(result.share_off, 5),
+                    "off_by": result.OFF_BY, "pixels": result.pixels, "content": result.content})  # fmt: skip
+    else:
+        out(f"{psd.name}: {result.line()}")
+    return 0
 
 
 @templates.command("list")

@@ -376,6 +376,108 @@ def template_from_psd(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CompositeCheck:
+    """How a template's render of the smart object's own content compares with the
+    composite Photoshop saved in the file, over the print area."""
+
+    mean_difference: float  # grey levels, 0-255
+    share_off: float  # of the print area's pixels, off by more than OFF_BY
+    pixels: int
+    content: str  # where the rendered content came from
+
+    OFF_BY = 64
+
+    def line(self) -> str:
+        return (
+            f"mean |difference| {self.mean_difference:.2f} grey levels over {self.pixels:,} px of the"
+            f" print area, {100 * self.share_off:.2f}% off by more than {self.OFF_BY} ({self.content})"
+        )
+
+
+def check_against_composite(
+    path: str | Path, layer_name: str | None = None, design: str | Path | None = None
+) -> CompositeCheck:
+    """Render the smart object's content (embedded in the file, or `design`) through the
+    template made from the PSD, and compare it with the composite Photoshop stored in the
+    file (what Photoshop showed when it was saved), inside the print area."""
+    path = Path(path)
+    psd, layers = _open_psd(path)
+    target = _smart_object(path, layers, layer_name)
+    template = template_from_psd(path.stem, path, target.name).template()
+    content, where = _smart_object_content(path, target, design)
+    saved = psd.topil()
+    if saved is None:
+        raise TemplateError(
+            f"{path}: no composite image in the file (saved without Maximize Compatibility?)"
+        )
+    expected = cv2.cvtColor(np.asarray(saved.convert("RGB")), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    rendered = render.render_mockup_array(PreparedDesign.from_array(content), template)
+    grey = cv2.cvtColor(rendered, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    area = _area_mask(template, expected.shape)
+    diff = np.abs(grey - expected)[area]
+    if diff.size == 0:
+        raise TemplateError(f"{path}: the print area does not lie on the image")
+    return CompositeCheck(
+        float(diff.mean()), float((diff > CompositeCheck.OFF_BY).mean()), int(diff.size), where
+    )
+
+
+def _smart_object_content(path: Path, layer, design) -> tuple[np.ndarray, str]:
+    """The picture inside the smart object, BGRA: `design` when given, else the file
+    embedded in the PSD (an image, or a PSD/PSB composited)."""
+    import io
+
+    from PIL import Image
+
+    if design is not None:
+        image = cv2.imread(str(design), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise TemplateError(f"{design}: not an image OpenCV can read")
+        return _bgra(image), f"content from {Path(design).name}"
+    try:
+        data = layer.smart_object.data if layer.smart_object.kind == "data" else None
+    except ValueError:  # psd-tools: no linked-layer block for this object at all
+        data = None
+    if not data:
+        raise TemplateError(
+            f"{path}: smart object {layer.name!r} links its content instead of embedding it;"
+            " give the picture with --design"
+        )
+    if layer.smart_object.is_psd():
+        from psd_tools import PSDImage
+
+        picture = PSDImage.open(io.BytesIO(data)).composite()
+    else:
+        picture = Image.open(io.BytesIO(data))
+    rgba = np.asarray(picture.convert("RGBA"))
+    return cv2.cvtColor(
+        rgba, cv2.COLOR_RGBA2BGRA
+    ), f"content embedded as {layer.smart_object.filename}"
+
+
+def _bgra(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+    return image
+
+
+def _area_mask(template: Template, shape: tuple[int, ...]) -> np.ndarray:
+    """The print area's pixels (the warp mesh's outline when warped), its edge left out:
+    anti-aliasing there says nothing about where the design went."""
+    mask = np.zeros(shape[:2], np.uint8)
+    mesh = dict(template.warps).get(template.area_name)
+    if mesh is not None:
+        p = mesh.points
+        outline = np.concatenate([p[0, :], p[1:, -1], p[-1, -2::-1], p[-2:0:-1, 0]])
+    else:
+        outline = template.print_area
+    cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1)
+    return cv2.erode(mask, np.ones((7, 7), np.uint8)) > 0
+
+
 def _targets(path: Path, layers: list, layer_name, all_layers: bool) -> list:
     if all_layers:
         smart = [layer for layer in layers if layer.kind == "smartobject"]

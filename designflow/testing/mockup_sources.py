@@ -57,6 +57,7 @@ def write_mockup_psd(
     photo: np.ndarray | None = None,
     placement: str = "PlLd",
     warps: list[np.ndarray | None] | None = None,
+    composite: np.ndarray | None = None,
 ) -> np.ndarray:
     """An RGB 8-bit PSD: a photo layer, smart object layer(s) placed at `quad`, and a
     multiply shadow layer above. `placement` says where the quad is written: "PlLd" (the
@@ -65,7 +66,8 @@ def write_mockup_psd(
     `nonAffineTransform`, its bounding box as the affine `Trnf`, the placed size as `Sz  `).
     The quad may reach past the canvas (a bleed). `warps` (with "SoLd"): per smart object, a
     Photoshop warp's control grid (rows, cols, 2) in the object's 1000x1200 pixels, or None.
-    Returns the photo (BGR) as written."""
+    `composite` (BGR, the canvas size): the merged image stored in the file, what Photoshop
+    would have shown. Returns the photo (BGR) as written."""
     from PIL import Image
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
@@ -111,6 +113,12 @@ def write_mockup_psd(
         layer.blend_mode = BlendMode.MULTIPLY
         psd.append(layer)
     psd.save(path)
+    if composite is not None:  # saved again unedited: psd-tools keeps the merged image given
+        saved = PSDImage.open(path)
+        rgb = cv2.cvtColor(composite, cv2.COLOR_BGR2RGB)
+        planes = [rgb[..., c].tobytes() for c in range(3)]
+        saved._record.image_data.set_data(planes, saved._record.header)
+        saved.save(path)
     return photo
 
 

@@ -111,7 +111,9 @@ def _forward_reference(control: np.ndarray, design: np.ndarray) -> tuple[np.ndar
 
 
 @pytest.mark.parametrize("kind", ["one patch", "quilt"])
-def test_a_warped_smart_object_renders_like_its_bezier_surface(tmp_path: Path, kind: str) -> None:
+def test_a_warped_smart_object_renders_like_its_bezier_surface(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture
+) -> None:
     control = _mug_bend() if kind == "one patch" else _quilt_wave()
     psd = tmp_path / "mug.psd"
     white = np.full((SIZE[1], SIZE[0], 3), 255, np.uint8)  # no shading, no folds: shape only
@@ -144,3 +146,34 @@ def test_a_warped_smart_object_renders_like_its_bezier_surface(tmp_path: Path, k
     # Nothing printed outside the surface.
     outside = cv2.dilate(covered.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
     assert np.all(rendered[outside] >= 250)
+    if kind == "quilt":
+        _the_check_command_compares_with_the_saved_composite(
+            tmp_path, control, board, reference, capsys
+        )
+
+
+def _the_check_command_compares_with_the_saved_composite(
+    tmp_path: Path, control: np.ndarray, board: np.ndarray, reference: np.ndarray, capsys
+) -> None:
+    """`templates check`: the same PSD saved with the reference as its composite (what
+    Photoshop stores), the checkerboard as the smart object's picture."""
+    from designflow.cli import main
+    from designflow.mockups.authoring import check_against_composite
+
+    white = np.full((SIZE[1], SIZE[0], 3), 255, np.uint8)
+    saved = tmp_path / "saved.psd"
+    write_mockup_psd(saved, SIZE, QUAD, placement="SoLd", warps=[control], photo=white,
+                     shading_layer=False, composite=reference)  # fmt: skip
+    picture = tmp_path / "board.png"
+    cv2.imwrite(str(picture), board)
+    result = check_against_composite(saved, design=picture)
+    assert result.mean_difference < 4.0 and result.share_off < 0.01, result
+    # A composite that is not this warp (the plain photo) is far off.
+    write_mockup_psd(saved, SIZE, QUAD, placement="SoLd", warps=[control], photo=white,
+                     shading_layer=False, composite=white)  # fmt: skip
+    assert check_against_composite(saved, design=picture).mean_difference > 40
+    capsys.readouterr()
+    assert main(["templates", "check", str(saved), "--design", str(picture)]) == 0
+    assert "mean |difference|" in capsys.readouterr().out
+    assert main(["templates", "check", str(saved)]) == 1  # the picture is not in the file
+    assert "--design" in capsys.readouterr().err
