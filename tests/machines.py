@@ -84,16 +84,7 @@ class Machines:
         self.api.auth = basic_auth(self.auth_file.read_text().strip())
 
     def _wait_for_server(self) -> None:
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.server.poll() is None, (self.root / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the Prefect server did not start"
-            time.sleep(0.5)
+        wait_until_healthy(f"{self.api_url}/health", self.server, self.root / "server.log", 120)
 
     def admin_env(self, name: str = "admin") -> dict[str, str]:
         """A machine that runs commands against the shared setup (the checkout's Python)."""
@@ -169,3 +160,17 @@ class Machines:
         if self.relay is not None:
             self.relay.close()
         self.api.close()
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    """Until `url` answers 200; fails with the end of `log` if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f} s"
+        time.sleep(0.3)

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tests import images
 from tests.flows.conftest import ROOT
 from tests.flows.test_sweep import age
-from tests.machines import Machines
+from tests.machines import Machines, wait_until_healthy
 
 
 def test_two_workers_on_their_own_machines_share_nas_catalog_and_server(
@@ -229,16 +229,7 @@ def upload_through_web(cluster: Machines, tmp_path: Path, known: Path) -> tuple[
                            env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert web.poll() is None, (tmp_path / "web.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "designflow web did not start"
-            time.sleep(0.3)
+        wait_until_healthy(f"{base}/health", web, tmp_path / "web.log")
         token = Catalog(cluster.catalog_url).create_token("shop", "web test")[1]
         with httpx.Client(base_url=base, timeout=60,
                           headers={"Authorization": f"Bearer {token}"}) as http:  # fmt: skip

@@ -20,7 +20,7 @@ import pytest
 from designflow.catalog import Catalog
 from tests import images
 from tests.https_files import FileServer, make_certificate
-from tests.machines import new_database
+from tests.machines import new_database, wait_until_healthy
 from tests.sftp_servers import free_port
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,16 +58,7 @@ def web(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory, prefect_har
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        assert process.poll() is None, (root / "web.log").read_text()[-3000:]
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "designflow web did not start"
-        time.sleep(0.3)
+    wait_until_healthy(f"{base}/health", process, root / "web.log")
     catalog = Catalog(catalog_url)
     tokens = {seller: catalog.create_token(seller, "test")[1] for seller in ("ada", "bo", "dee")}
     shared = {"base": base, "tokens": tokens, "catalog": catalog, "root": root,
