@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,9 @@ class JobRunner:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="web-job")
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
+        # Jobs started and not yet recorded as finished: a stop waits for them.
+        self._running = 0
+        self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         # Runs on workers name files by their nas: path: the names the client gave, per job
         # (kept while this process lives; after a restart the report shows the NAS names).
@@ -59,7 +63,23 @@ class JobRunner:
         self.catalog.create_job(job_id, user_id, len(files) + len(urls))
         names = {str(f.path): f.name for f in files} | {url: url for url in urls}
         run = self._through_deployment if self.api is not None else self._in_child_process
-        self._pool.submit(run, job_id, user_id, files, names, options, urls)
+        self._pool.submit(self._counted, run, job_id, user_id, files, names, options, urls)
+
+    def _counted(self, run, *args) -> None:
+        with self._lock:
+            self._running += 1
+        try:
+            run(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._changed.notify_all()
+
+    def _wait_for_jobs(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            while self._running and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
 
     # -- a Prefect server: the deployment ----------------------------------------------------
 
@@ -160,14 +180,16 @@ class JobRunner:
         """SIGTERM: no new job starts; running uploads get `grace_s` to finish, then end."""
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Until each started job has recorded its outcome, not just until its child exits:
+        # the process ends by the signal right after this (uvicorn), threads and all, and a
+        # job whose child had not been started yet when the stop came was left "running".
+        self._wait_for_jobs(grace_s)
         with self._lock:
             children = list(self._children)
-        for child in children:
-            try:
-                child.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                child.terminate()
-                child.wait(10)
+        for child in children:  # past the grace
+            child.terminate()
+            child.wait(10)
+        self._wait_for_jobs(10)
         self.nas.close()  # its upload worker processes end with it
 
 

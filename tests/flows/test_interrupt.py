@@ -44,12 +44,16 @@ def _upload(folder: Path, env: dict[str, str], user: str) -> tuple[subprocess.Po
     return command, lines
 
 
-def _wait_for(lines: list[str], text: str, command: subprocess.Popen, timeout: float) -> None:
+def _wait_for(
+    lines: list[str], text: str, command: subprocess.Popen, timeout: float, after: int = 0
+) -> int:
+    """Until a line after the first `after` ones holds `text`; returns the lines seen."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and command.poll() is None:
-        if any(text in line for line in lines):
-            return
-        time.sleep(0.05)
+        seen = len(lines)
+        if any(text in line for line in lines[after:seen]):
+            return seen
+        time.sleep(0.02)
     raise AssertionError(f"no {text!r} in the command's log: {''.join(lines)[-3000:]}")
 
 
@@ -87,8 +91,11 @@ def _attempts(folder: Path, env: dict[str, str], where: DesignflowEnv) -> None:
         )
         parent = psutil.Process(command.pid)
         try:
-            # Interrupted once this run has recorded a batch of its own.
-            _wait_for(lines, "recorded 2 design(s)", command, timeout=240)
+            # Interrupted once this run has recorded a batch of its own, as the next batch
+            # goes to the NAS: files sent and not yet recorded are what the interrupt must
+            # not leave behind.
+            seen = _wait_for(lines, "recorded 2 design(s)", command, timeout=240)
+            _wait_for(lines, "to NAS in parallel", command, timeout=60, after=seen)
             children = parent.children(recursive=True)
             os.killpg(command.pid, signal.SIGINT)  # the terminal's whole process group
             interrupted_at = time.monotonic()
