@@ -77,6 +77,9 @@ class Fingerprint:
     # compares candidates with (verify.py). Neither is part of the --json output.
     views: tuple[int, ...] = ()
     reduction: bytes = b""
+    # A 96 px JPEG of the design (~3 kB, ~2.5 ms from the reduction): the picture the UI's
+    # upload summary shows of a near duplicate, which is not stored anywhere else.
+    thumbnail: bytes = b""
     # The share of the image its content fills (1.0 unless a uniform border was trimmed):
     # the better of two versions of a design has more pixels of design, not of canvas.
     content_share: float = 1.0
@@ -93,7 +96,14 @@ class Fingerprint:
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for internal in ("local_copy", "views", "reduction", "decoded", "content_share"):
+        for internal in (
+            "local_copy",
+            "views",
+            "reduction",
+            "decoded",
+            "content_share",
+            "thumbnail",
+        ):
             out.pop(internal)
         for key in (
             "phash",
@@ -200,6 +210,7 @@ def fingerprint_bytes(
     hashes: dict[str, object] = dict(hash_reduced_image(small))
     hashes.update(near_duplicate_hashes(small))
     hashes["reduction"] = make_reduction(small)
+    hashes["thumbnail"] = _thumbnail(small)
     return Fingerprint(
         path=str(path),
         name=Path(path).name,
@@ -210,6 +221,23 @@ def fingerprint_bytes(
         height=height,
         **hashes,
     )
+
+
+def _thumbnail(small: Image.Image, box: int = 96) -> bytes:
+    """A small JPEG of the reduction, transparency flattened on white. A box-filter step
+    first, then bilinear: 2.5 ms from 512 px where one antialiased resize took 5."""
+    factor = max(1, max(small.size) // (2 * box))
+    image = small.reduce(factor) if factor > 1 else small
+    scale = box / max(image.size)
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    flat = Image.new("RGB", image.size, (255, 255, 255))
+    rgba = image.convert("RGBA")
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    out = io.BytesIO()
+    flat.save(out, "JPEG", quality=75)
+    return out.getvalue()
 
 
 def hash_reduced_image(small: Image.Image) -> dict[str, int]:

@@ -50,9 +50,12 @@ class DuplicateDesign:
     better: bool = False
     size: str = ""
     stored_size: str = ""
+    # The file's small picture (its fingerprint's), for the UI's summary; not in --json.
+    thumbnail: bytes = field(default=b"", repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["thumbnail"]
         if not self.better:
             del out["better"], out["size"], out["stored_size"]
         return out

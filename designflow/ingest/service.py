@@ -399,7 +399,8 @@ class BatchIngest:
         better_than: NearMatch | None = None,
     ) -> None:  # fmt: skip
         self._pending.pop(fp.path, None)
-        duplicate = DuplicateDesign(fp.path, of, distance, kind, nas_path, why)  # type: ignore[arg-type]
+        duplicate = DuplicateDesign(fp.path, of, distance, kind, nas_path, why,  # type: ignore[arg-type]
+                                    thumbnail=fp.thumbnail if kind == "near" else b"")  # fmt: skip
         if better_than is not None and is_better(fp, better_than):
             duplicate = replace(duplicate, better=True, size=f"{fp.width}x{fp.height}",
                                 stored_size=f"{better_than.width}x{better_than.height}")  # fmt: skip
