@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from designflow.etsy.client import EtsyClient
     from designflow.ingest.roots import SourceRoots
     from designflow.ingest.sources import RemoteLocation
+    from designflow.ingest.urls import UrlSource
     from designflow.mockups.render import Template
 
 
@@ -63,6 +64,7 @@ class Resources:
         self._nas: Nas | None = None
         self._source_servers: dict[tuple[str, str, int], Nas] = {}  # other SFTP sources
         self._etsy: EtsyShop | None = None
+        self._url_source: UrlSource | None = None
         self._templates: dict[tuple[str, float], Template] = {}
 
     # -- catalog ---------------------------------------------------------------------------
@@ -156,12 +158,12 @@ class Resources:
             return RemoteLocation(nas, rel, NAS_PREFIX)
         return self._locate_sftp_url(name, nas)
 
-    def url_source(self):
+    def url_source(self) -> UrlSource:
         """Downloads of https:// sources (designflow.ingest.urls), under the settings' guards."""
         from designflow.ingest.urls import UrlSource, parse_networks
 
         with self._lock:  # one per process: its TLS context loads the trust store once
-            if getattr(self, "_url_source", None) is None:
+            if self._url_source is None:
                 self._url_source = UrlSource(
                     parse_networks(self.settings.url_sources_allow_networks),
                     self.settings.url_sources_timeout_s,

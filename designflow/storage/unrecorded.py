@@ -73,11 +73,6 @@ class UnrecordedLedger:
         finally:
             self._end()
 
-    def recorded(self, dests: Iterable[str]) -> None:
-        with self._changed:
-            for dest in dests:
-                self._files.pop(dest, None)
-
     def recorded_sha256s(self, user_id: str, sha256s: Iterable[str]) -> None:
         shas = set(sha256s)
         with self._changed:
