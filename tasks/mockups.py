@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from designflow.mockups import PRIORITY_QUEUES
 from designflow.mockups.render import (
@@ -112,10 +111,10 @@ def trigger_mockup_run(
     """Start a background `generate-mockups` run on the queue of `priority`; returns its id
     at once: the worker picks it up, Prefect retries it and shows its status.
 
-    Two REST calls of our own (read the deployment, create the run) when a server is
-    configured: Prefect's run_deployment called inside a task run took 2.1-2.5 s on this
-    machine (its client set up for the task's thread), 80-170 ms in a flow's body or outside
-    a run; the enqueue-mockups task took 2.3 s of a 3.4 s upload (bench.mockups)."""
+    Two REST calls of our own (read the deployment once per process, create the run) when a
+    server is configured: Prefect's run_deployment called inside a task run took 2.1-2.5 s on
+    this machine (its client waits 2 s after a 503), 80-170 ms in a flow's body or outside a
+    run. Called from the upload run's own thread, not as a task run (bench.mockups)."""
     if priority not in PRIORITY_QUEUES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITY_QUEUES)}, got {priority!r}")
     parameters = {"design_ids": design_ids, "template_ids": template_ids,
@@ -135,7 +134,7 @@ def trigger_mockup_run(
         # server answers 503 under load); anything else fails the task to its retries.
         run = shared_api(api.url, auth=secret).create_flow_run(
             MOCKUP_DEPLOYMENT, parameters, priority, key or str(uuid.uuid4()),
-            name=name, tags=[f"priority:{priority}"],
+            name=name, tags=[f"priority:{priority}"], checked=True,
         )  # fmt: skip
         return str(run["id"])
     from prefect.deployments import run_deployment
@@ -152,17 +151,3 @@ def templates_of_replaced(design_ids: list[int]) -> list[str]:
     """The templates the designs replaced by better versions had mockups of: their mockups
     follow the new versions."""
     return sorted({str(m["template_id"]) for m in resources.catalog().mockups_of(design_ids)})
-
-
-@task(
-    name="enqueue-mockups",
-    retries=2,
-    retry_delay_seconds=[1, 4],
-    retry_jitter_factor=0.5,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-def enqueue_mockups(
-    design_ids: list[int], template_ids: list[str], priority: str, upload_run_id: str | None
-) -> str:
-    return trigger_mockup_run(design_ids, template_ids, priority, upload_run_id)

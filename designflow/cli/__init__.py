@@ -202,8 +202,8 @@ def _warm_embedded_catalog(settings) -> None:
 def _temporary_server_settings(applies: bool) -> Iterator[None]:
     """Settings of a command that runs flows in its own process: no run heartbeat; and when
     it will start Prefect's temporary server (no API URL configured), that server's unused
-    services off, and with DESIGNFLOW_TEMPORARY_SERVER_DB=postgresql its database in the
-    embedded PostgreSQL (database 'prefect') instead of SQLite. As Prefect settings for this
+    services off, and its database in the embedded PostgreSQL (database 'prefect'), or SQLite
+    with DESIGNFLOW_TEMPORARY_SERVER_DB=sqlite. As Prefect settings for this
     command only (the temporary server is started with them)."""
     if not applies:
         yield

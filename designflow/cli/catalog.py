@@ -55,12 +55,18 @@ def db_backfill() -> int:
 
 @db.command("stop")
 def db_stop() -> int:
-    """Stop the embedded PostgreSQL server."""
+    """Stop the embedded PostgreSQL server (and first the local Prefect server kept on it)."""
     from designflow.catalog.embedded import EmbeddedStopError, stop_embedded
+    from designflow.cli.localserver import stop_local_server
     from designflow.settings import Settings
 
+    settings = Settings.from_env()
+    if settings.temporary_server_db == "postgresql":
+        server = stop_local_server(settings)
+        if server:
+            out(f"stopped the local Prefect server at {server} (its database is stopping)")
     try:
-        stopped = stop_embedded(Settings.from_env().home)
+        stopped = stop_embedded(settings.home)
     except EmbeddedStopError as exc:
         return fail(str(exc), 1)
     out("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")

@@ -41,12 +41,9 @@ def progress_artifact(run_id: str | None) -> Iterator[None]:
         unsubscribe()
 
 
-def publish_upload_report(report: UploadReport) -> None:
+def publish_upload_outcomes(report: UploadReport) -> None:
+    """The `upload-outcomes` table: one row per file."""
     rows = report.outcome_rows()
-    try:
-        pictures = near_duplicates_markdown(report, resources.catalog(), resources.nas())
-    except Exception as exc:  # noqa: BLE001 - pictures are a courtesy: the summary goes on
-        pictures = f"(no pictures of the near duplicates: {type(exc).__name__})\n"
     create_table_artifact(
         table=rows
         or [
@@ -63,6 +60,15 @@ def publish_upload_report(report: UploadReport) -> None:
         key="upload-outcomes",
         description=f"Outcome of each file uploaded for user {report.user_id}",
     )
+
+
+def publish_upload_summary(report: UploadReport) -> None:
+    """The `upload-summary`: counts, the mockup run, per-stage timings and pictures of the
+    near duplicates beside the designs they matched."""
+    try:
+        pictures = near_duplicates_markdown(report, resources.catalog(), resources.nas())
+    except Exception as exc:  # noqa: BLE001 - pictures are a courtesy: the summary goes on
+        pictures = f"(no pictures of the near duplicates: {type(exc).__name__})\n"
     timings = "\n".join(f"| {stage} | {ms:,.1f} |" for stage, ms in report.timings_ms.items())
     create_markdown_artifact(
         key="upload-summary",
