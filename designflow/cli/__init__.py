@@ -54,18 +54,17 @@ for _group in app.registered_groups:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else None
-    # Prefect's temporary server gets 20 s to start; a first run (its database is created)
-    # on a busy 2-core machine took longer. No telemetry from a seller's machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    _results_under_designflow_home()
-    problem = _api_auth_for_clients()
-    if problem:
-        err.print(problem)
-        return 2
     command = next(
         (a for a in (args if args is not None else sys.argv[1:]) if not a.startswith("-")), None
     )
+    if argv is None and command in COMMANDS_RUNNING_FLOWS:
+        warm = _run_warm(sys.argv[1:])  # the program itself, not a caller's main([...])
+        if warm is not None:
+            return warm
+    problem = prepare_environment()
+    if problem:
+        err.print(problem)
+        return 2
     if command in COMMANDS_RUNNING_FLOWS:
         signal.signal(signal.SIGTERM, _interrupt)
     if command in COMMANDS_READING_RUNS:
@@ -78,6 +77,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocalServerError as exc:
         err.print(f"designflow: {exc}")
         return 1
+
+
+def prepare_environment() -> str | None:
+    """What every command sets up before Prefect is imported; returns what is wrong with
+    the API auth file, if anything."""
+    # Prefect's temporary server gets 20 s to start; a first run (its database is created)
+    # on a busy 2-core machine took longer. No telemetry from a seller's machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _results_under_designflow_home()
+    return _api_auth_for_clients()
+
+
+def _run_warm(args: list[str]) -> int | None:
+    """The command in a fork of the warm process (designflow.cli.warmstart), when one runs
+    for this environment; None: run it here."""
+    from designflow.cli import warmstart
+
+    if not warmstart.enabled(os.environ):
+        return None
+    from designflow.settings import Settings, SettingsError
+
+    try:
+        home = Settings.from_env().home
+    except SettingsError:
+        return None  # the command itself says what is wrong
+    return warmstart.run_warm(args, home)
 
 
 def _interrupt(signum, frame) -> None:

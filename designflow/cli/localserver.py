@@ -95,6 +95,9 @@ def stop_local_server(settings: Settings, timeout_s: float = 30.0) -> str | None
             if pid and _alive(pid):
                 _end_tree(pid, 0)
         (home / STATE).unlink(missing_ok=True)
+        from designflow.cli.warmstart import stop_warm_processes
+
+        stop_warm_processes(settings.home)
         return str(state["url"])
 
 

@@ -247,6 +247,7 @@ def test_the_local_server_is_started_once_and_stops_when_idle(tmp_path: Path, mo
     on the start lock); with no command and no run for the idle time its keeper stops it."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from designflow.catalog.embedded import stop_embedded
     from designflow.cli.localserver import ensure_local_server, running_server
     from designflow.settings import Settings
 
@@ -262,6 +263,7 @@ def test_the_local_server_is_started_once_and_stops_when_idle(tmp_path: Path, mo
     deadline = time.monotonic() + 90
     while running_server(settings) is not None and time.monotonic() < deadline:
         time.sleep(1)
+    stop_embedded(settings.home)  # the server's database stays after it: not in a test
     assert running_server(settings) is None, "still running 90 s after an idle time of 6 s"
     log = (tmp_path / "home" / "prefect-server" / "server.log").read_text()
     assert "was idle 6 s: stopping" in log

@@ -72,6 +72,8 @@ def test_ctrl_c_mid_upload_reports_what_was_stored_and_exits_130_each_time(
         _attempts(folder, env, designflow_env)
     finally:
         subprocess.run([sys.executable, "-m", "designflow", "stop"], env=env, timeout=120)
+        # The servers' database (the embedded PostgreSQL) stays between commands: not here.
+        subprocess.run([sys.executable, "-m", "designflow", "db", "stop"], env=env, timeout=120)
 
 
 def _attempts(folder: Path, env: dict[str, str], where: DesignflowEnv) -> None:
@@ -126,6 +128,9 @@ def _attempts(folder: Path, env: dict[str, str], where: DesignflowEnv) -> None:
         assert check.clean, (attempt, check, answer["unrecorded_removed"])
         # The local server is not the command's child: it outlives the Ctrl-C.
         assert running_server(Settings.from_env(env)) is not None, attempt
+        if attempt == 1:  # started warm (a fork of the warm process the first one started)
+            warm_log = Settings.from_env(env).home / "warm" / "warm.log"
+            assert f"command of pid {command.pid} runs as pid" in warm_log.read_text()
         print(f"attempt {attempt}: exit 130 {took:.1f} s after Ctrl-C, {len(names)} stored,"
               f" {len(answer['unrecorded_removed'])} sent and not recorded removed"
               f" ({'temporary' if temporary else 'local'} server)")  # fmt: skip

@@ -69,6 +69,8 @@ def test_children_of_a_killed_upload_exit_within_ten_seconds(
         for child in parent.children(recursive=True) if parent.is_running() else []:
             child.kill()
         server.stop()
+        # The temporary server's database (the embedded PostgreSQL) stays between commands.
+        subprocess.run([sys.executable, "-m", "designflow", "db", "stop"], env=env, timeout=120)
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
