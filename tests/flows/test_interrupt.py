@@ -88,6 +88,11 @@ def _attempts(folder: Path, env: dict[str, str], where: DesignflowEnv) -> None:
     stored_so_far: set[str] = set()
     for attempt in range(ATTEMPTS):
         temporary = attempt == ATTEMPTS - 1
+        if attempt == 1:  # the first command started the warm process as it ended
+            warm = Settings.from_env(env).home / "warm"
+            deadline = time.monotonic() + 60
+            while not list(warm.glob("*.sock")) and time.monotonic() < deadline:
+                time.sleep(0.2)
         command, lines = _upload(
             folder, {**env, "DESIGNFLOW_LOCAL_SERVER": "temporary"} if temporary else env, "ctrl-c"
         )
