@@ -339,11 +339,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs:
         render_benchmark(args.runs)
-    if args.triggers:
-        for server_db in (
-            ("postgresql", "sqlite") if args.server_db == "both" else (args.server_db,)
-        ):
-            trigger_benchmark(args.triggers, server_db)
+    if args.triggers and args.server_db != "both":
+        trigger_benchmark(args.triggers, args.server_db)
+    elif args.triggers:
+        # One process each: Prefect's settings (its server, its database) are read once per
+        # process, when it is first imported.
+        for server_db in ("postgresql", "sqlite"):
+            subprocess.run(
+                [sys.executable, "-m", "bench.mockups", "--runs", "0", "--triggers",
+                 str(args.triggers), "--server-db", server_db],
+                check=False, cwd=ROOT,
+            )  # fmt: skip
     _ = uuid  # noqa
 
 

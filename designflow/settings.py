@@ -95,6 +95,9 @@ class Settings:
     batch_max_images_set: bool = False
     local_server: str = "stay"
     local_server_idle_minutes: float = 60.0
+    # Commands that run flows on the local server start in a fork of a process that has
+    # Prefect imported (designflow.cli.warmstart); DESIGNFLOW_WARM_START=0: each imports it.
+    warm_start: bool = True
     migrations_dir: Path | None = None
     templates_set: bool = False
     # `designflow web`: files and megabytes per request, uploads in flight per seller.
@@ -163,6 +166,7 @@ class Settings:
             ),
             local_server=_choice(env, "DESIGNFLOW_LOCAL_SERVER", ("stay", "temporary")),
             local_server_idle_minutes=_number(env, "DESIGNFLOW_LOCAL_SERVER_IDLE_MINUTES", 60.0),
+            warm_start=_choice(env, "DESIGNFLOW_WARM_START", ("1", "0")) == "1",
             migrations_dir=Path(env["DESIGNFLOW_MIGRATIONS_DIR"])
             if env.get("DESIGNFLOW_MIGRATIONS_DIR")
             else None,

@@ -94,16 +94,15 @@ def _run_warm(args: list[str]) -> int | None:
     """The command in a fork of the warm process (designflow.cli.warmstart), when one runs
     for this environment; None: run it here."""
     from designflow.cli import warmstart
-
-    if not warmstart.enabled(os.environ):
-        return None
     from designflow.settings import Settings, SettingsError
 
     try:
-        home = Settings.from_env().home
+        settings = Settings.from_env()
     except SettingsError:
         return None  # the command itself says what is wrong
-    return warmstart.run_warm(args, home)
+    if not warmstart.enabled(settings, os.environ):
+        return None
+    return warmstart.run_warm(args, settings.home)
 
 
 def _interrupt(signum, frame) -> None:

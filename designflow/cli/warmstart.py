@@ -35,6 +35,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from designflow.settings import Settings
 
 # The modules a command that runs flows needs: imported once by the warm process.
 PRELOAD = ("designflow.cli.upload", "designflow.cli.sweep", "designflow.flows.upload",
@@ -43,13 +47,13 @@ CLIENT_GONE_GRACE_S = 10.0
 MESSAGE_MAX = 1 << 20
 
 
-def enabled(env: Mapping[str, str]) -> bool:
+def enabled(settings: Settings, env: Mapping[str, str]) -> bool:
     """Warm start applies to the local server that stays (no Prefect API configured)."""
     return (
         os.name == "posix"
-        and env.get("DESIGNFLOW_WARM_START", "1").strip() not in ("0", "false", "no")
+        and settings.warm_start
+        and settings.local_server == "stay"
         and not env.get("PREFECT_API_URL")
-        and env.get("DESIGNFLOW_LOCAL_SERVER", "stay").strip().lower() == "stay"
     )
 
 
@@ -139,6 +143,8 @@ def _start_warm_process(home: Path, key: str, env: dict[str, str]) -> None:
     folder = home / "warm"
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / f"{key}.starting"
+    if _serving_pid(folder, key) is not None:
+        return  # one serves this environment already (busy importing, or just started)
     try:  # one starter per environment; a stale marker (a start that died) is retried
         if lock.exists() and time.time() - lock.stat().st_mtime < 120:
             return
@@ -157,6 +163,16 @@ def _start_warm_process(home: Path, key: str, env: dict[str, str]) -> None:
         launcher.wait(10)
 
 
+def _serving_pid(folder: Path, key: str) -> int | None:
+    """The live warm process of this environment, if there is one."""
+    try:
+        pid = int((folder / f"{key}.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def serve(home: Path, key: str) -> int:
     """The warm process: import once, then fork a copy per command."""
     folder = home / "warm"
@@ -171,6 +187,9 @@ def serve(home: Path, key: str) -> int:
             return 0
         if threading.active_count() != 1:  # a fork copies only the thread that forks
             print(f"warm start {key}: threads after import {threading.enumerate()}")
+            return 0
+        if _serving_pid(folder, key) is not None:
+            print(f"warm start {key}: another process serves it", flush=True)
             return 0
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(FileNotFoundError):
@@ -210,7 +229,8 @@ def _accept_until_idle(
     settings = Settings.from_env()
     idle_s = settings.local_server_idle_minutes * 60
     server_state = home / "prefect-server" / "state.json"
-    last, server_seen = time.monotonic(), False
+    started = last = time.monotonic()
+    server_seen = False
     listener.settimeout(5.0)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
@@ -221,9 +241,12 @@ def _accept_until_idle(
             if time.monotonic() - last > idle_s:
                 print(f"warm start {key}: idle, stopping", flush=True)
                 return
-            # The first command may still be starting the server: gone once seen, stop.
-            server_seen, server_up = server_seen or server_state.exists(), server_state.exists()
-            if (server_seen and not server_up) or environment_key(original) != key:
+            # Started as a first command ended, the server is up; one that is gone (seen
+            # before, or not there a minute on: `designflow stop` came first) ends it.
+            server_up = server_state.exists()
+            server_seen = server_seen or server_up
+            gone = not server_up and (server_seen or time.monotonic() - started > 60)
+            if gone or not home.exists() or environment_key(original) != key:
                 print(f"warm start {key}: local server gone or code changed, stopping", flush=True)
                 return
             continue
