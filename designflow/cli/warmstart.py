@@ -143,8 +143,8 @@ def _start_warm_process(home: Path, key: str, env: dict[str, str]) -> None:
     folder = home / "warm"
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / f"{key}.starting"
-    if _serving_pid(folder, key) is not None:
-        return  # one serves this environment already (busy importing, or just started)
+    if _answers(socket_path(home, key)):
+        return  # one started while this command ran (it was importing when it began)
     try:  # one starter per environment; a stale marker (a start that died) is retried
         if lock.exists() and time.time() - lock.stat().st_mtime < 120:
             return
@@ -163,14 +163,14 @@ def _start_warm_process(home: Path, key: str, env: dict[str, str]) -> None:
         launcher.wait(10)
 
 
-def _serving_pid(folder: Path, key: str) -> int | None:
-    """The live warm process of this environment, if there is one."""
-    try:
-        pid = int((folder / f"{key}.pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+def _answers(path: Path) -> bool:
+    """Whether a warm process serves at `path` (a pid file could name a reused pid)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def serve(home: Path, key: str) -> int:
@@ -188,7 +188,7 @@ def serve(home: Path, key: str) -> int:
         if threading.active_count() != 1:  # a fork copies only the thread that forks
             print(f"warm start {key}: threads after import {threading.enumerate()}")
             return 0
-        if _serving_pid(folder, key) is not None:
+        if _answers(path):
             print(f"warm start {key}: another process serves it", flush=True)
             return 0
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
