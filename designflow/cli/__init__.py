@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(problem)
         return 2
     if command in COMMANDS_RUNNING_FLOWS:
+        _start_local_server_early()
+    if command in COMMANDS_RUNNING_FLOWS:
         signal.signal(signal.SIGTERM, _interrupt)
     if command in COMMANDS_READING_RUNS:
         _local_server_if_running()
@@ -191,6 +193,56 @@ TEMPORARY_SERVER_OFF = (
 )  # fmt: skip
 
 
+def _start_local_server_early() -> None:
+    """A first run's local server (its database first) starts while this process imports
+    Prefect (~2.5 s), not after it: nothing here needs Prefect to start it. Only where no
+    Prefect API is configured (in the environment or a Prefect profile)."""
+    if os.environ.get("PREFECT_API_URL") or _profile_names_an_api():
+        return
+    from designflow.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError:
+        return  # the command says what is wrong
+    if settings.local_server != "stay":
+        return
+    _say_the_local_server_starts(settings)
+    import threading
+
+    from designflow.cli.localserver import ensure_local_server
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # use_local_server says what is wrong
+            ensure_local_server(settings)
+
+    threading.Thread(target=start, name="designflow-local-server", daemon=True).start()
+
+
+_SAID_THE_SERVER_STARTS: list[bool] = []  # once per process
+
+
+def _say_the_local_server_starts(settings) -> None:
+    if (
+        not _SAID_THE_SERVER_STARTS
+        and not (settings.home / "prefect-server" / "state.json").exists()
+    ):
+        err.print("designflow: starting the local Prefect server (it stays for the next "
+                  "commands; `designflow stop` stops it)")  # fmt: skip
+        _SAID_THE_SERVER_STARTS.append(True)
+
+
+def _profile_names_an_api() -> bool:
+    from pathlib import Path
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        return "PREFECT_API_URL" in profiles.expanduser().read_text()
+    except OSError:
+        return False
+
+
 def use_local_server() -> str:
     """The local server that stays (started on first use); this process and the processes
     it starts talk to it. Returns its API URL."""
@@ -199,8 +251,7 @@ def use_local_server() -> str:
 
     settings = Settings.from_env()
     if not (settings.home / "prefect-server" / "state.json").exists():
-        err.print("designflow: starting the local Prefect server (it stays for the next "
-                  "commands; `designflow stop` stops it)")  # fmt: skip
+        _say_the_local_server_starts(settings)
         _warm_embedded_catalog(settings)
     url, _ = ensure_local_server(settings)
     os.environ["PREFECT_API_URL"] = url

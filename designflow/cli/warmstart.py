@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 PRELOAD = ("designflow.cli.upload", "designflow.cli.sweep", "designflow.flows.upload",
            "designflow.flows.sweep", "designflow.flows.publish", "prefect.flow_engine")  # fmt: skip
 CLIENT_GONE_GRACE_S = 10.0
+LAUNCHER = """import os, sys
+if os.fork() == 0:
+    os.setsid()
+    os.execv(sys.executable, [sys.executable, "-m", "designflow.cli.warmstart", *sys.argv[1:]])
+"""
 MESSAGE_MAX = 1 << 20
 
 
@@ -152,10 +157,11 @@ def _start_warm_process(home: Path, key: str, env: dict[str, str]) -> None:
     except OSError:
         return
     # The launcher detaches the warm process (double fork) and exits at once: the command's
-    # watchdog, which ends the command's own children, never counts it.
+    # watchdog, which ends the command's own children, never counts it; and the command waits
+    # for a bare interpreter, not for one that imported designflow's CLI first.
     with open(folder / "warm.log", "ab") as log:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "designflow.cli.warmstart", str(home), key],
+            [sys.executable, "-c", LAUNCHER, str(home), key],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             close_fds=True,
         )  # fmt: skip
@@ -377,7 +383,4 @@ def stop_warm_processes(home: Path) -> int:
 
 
 if __name__ == "__main__":
-    if os.fork() > 0:  # the launcher returns at once; the warm process lives on
-        os._exit(0)
-    os.setsid()
     sys.exit(serve(Path(sys.argv[1]), sys.argv[2]))
