@@ -65,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         err.print(problem)
         return 2
-    if command in COMMANDS_RUNNING_FLOWS:
-        _start_local_server_early()
+    if argv is None and command in COMMANDS_RUNNING_FLOWS:  # a caller's main([...]) may have
+        _start_local_server_early()  # set Prefect's API in-process, where this cannot see it
     if command in COMMANDS_RUNNING_FLOWS:
         signal.signal(signal.SIGTERM, _interrupt)
     if command in COMMANDS_READING_RUNS:
