@@ -223,10 +223,9 @@ _SAID_THE_SERVER_STARTS: list[bool] = []  # once per process
 
 
 def _say_the_local_server_starts(settings) -> None:
-    if (
-        not _SAID_THE_SERVER_STARTS
-        and not (settings.home / "prefect-server" / "state.json").exists()
-    ):
+    from designflow.cli.localserver import state_file
+
+    if not _SAID_THE_SERVER_STARTS and not state_file(settings.home).exists():
         err.print("designflow: starting the local Prefect server (it stays for the next "
                   "commands; `designflow stop` stops it)")  # fmt: skip
         _SAID_THE_SERVER_STARTS.append(True)
@@ -246,11 +245,11 @@ def _profile_names_an_api() -> bool:
 def use_local_server() -> str:
     """The local server that stays (started on first use); this process and the processes
     it starts talk to it. Returns its API URL."""
-    from designflow.cli.localserver import ensure_local_server
+    from designflow.cli.localserver import ensure_local_server, state_file
     from designflow.settings import Settings
 
     settings = Settings.from_env()
-    if not (settings.home / "prefect-server" / "state.json").exists():
+    if not state_file(settings.home).exists():
         _say_the_local_server_starts(settings)
         _warm_embedded_catalog(settings)
     url, _ = ensure_local_server(settings)

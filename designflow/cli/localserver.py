@@ -47,6 +47,11 @@ def server_home(settings: Settings) -> Path:
     return settings.home / "prefect-server"
 
 
+def state_file(home: Path) -> Path:
+    """Where the local server of DESIGNFLOW_HOME `home` says it runs (gone when it stops)."""
+    return home / "prefect-server" / STATE
+
+
 def running_server(settings: Settings, patience_s: float = 20.0) -> str | None:
     """The API URL of this home's local server if it is up and answering, else None. While
     its keeper lives, a slow answer is waited for (a server busy with a crashed run's states

@@ -230,11 +230,12 @@ def _prepare_like_a_command() -> None:
 def _accept_until_idle(
     listener: socket.socket, home: Path, key: str, original: dict[str, str]
 ) -> None:
+    from designflow.cli.localserver import state_file
     from designflow.settings import Settings
 
     settings = Settings.from_env()
     idle_s = settings.local_server_idle_minutes * 60
-    server_state = home / "prefect-server" / "state.json"
+    server_state = state_file(home)
     started = last = time.monotonic()
     server_seen = False
     listener.settimeout(5.0)
