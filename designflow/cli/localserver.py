@@ -7,9 +7,10 @@ default setup never showed any history. This server is started by the first comm
 needs one, in a session of its own (out of reach of the terminal's Ctrl-C and of the
 command's watchdog), with its database in the embedded PostgreSQL (database 'prefect';
 `designflow db stop` stops this server first) or, with DESIGNFLOW_TEMPORARY_SERVER_DB=sqlite,
-under DESIGNFLOW_HOME/prefect-server. Later commands find it through its state file. A keeper process owns it: it stops the server after
-DESIGNFLOW_LOCAL_SERVER_IDLE_MINUTES without a new command or a run in progress, when it is
-asked to (`designflow stop`), and ends with it. Starting happens under a file lock, like
+under DESIGNFLOW_HOME/prefect-server. Later commands find it through its state file. A
+keeper process owns it: it stops the server after DESIGNFLOW_LOCAL_SERVER_IDLE_MINUTES
+without a new command or a run in progress, when it is asked to (`designflow stop`), and
+ends with it. Starting happens under a file lock, like
 the embedded PostgreSQL's: a second command waits for the first one's server instead of
 starting another.
 

@@ -1,6 +1,6 @@
-"""Starting runs over the Prefect REST API with the retries a busy server needs: the default
-(SQLite) server answers 503 when a write meets another one, and a server behind a proxy may
-answer 429. Both are retried with backoff (Retry-After honoured); the idempotency key makes a
+"""Starting runs over the Prefect REST API with the retries a busy server needs: a server on
+SQLite (`prefect server start`'s default) answers 503 when a write meets another one, and a
+server behind a proxy may answer 429. Both are retried with backoff (Retry-After honoured); the idempotency key makes a
 retried create return the run the first attempt made.
 
 The first retry comes after ~50 ms, not 0.5 s: inside an upload run the SQLite server
